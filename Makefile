@@ -1,0 +1,47 @@
+# bia-binder: `make run` starts the service, `make test` runs the suite. Both install first (idempotent).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+IP ?= 127.0.0.1
+PORT ?= 8000
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install system-deps run test test-fast bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip uv
+
+# Python packages, editable, with the test and data extras; re-run when pyproject changes.
+$(VENV)/.installed: pyproject.toml $(BIN)/python
+	$(BIN)/uv pip install --python $(BIN)/python -e '.[data,test]'
+	touch $@
+
+# The proxy (and BinderHub's JS client for the compatibility test), into ./node_modules.
+node_modules/.installed: package.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+# System packages the sandbox, the browser tests and rclone need: installed where we can
+# (root on a Debian-like host); elsewhere `scripts/system-deps.sh` says what to install.
+system-deps:
+	@bash scripts/system-deps.sh
+
+install: system-deps $(VENV)/.installed node_modules/.installed
+
+run: install
+	PATH=$(CURDIR)/node_modules/.bin:$$PATH $(BIN)/bia-binder up --ip $(IP) --port $(PORT) $(ARGS)
+
+test: install
+	PATH=$(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Quick loop while developing: everything but the end-to-end tests.
+test-fast: install
+	PATH=$(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
+
+bench: install
+	PATH=$(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) node_modules

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the system packages bia-binder uses, where this host lets us (root + apt).
+# bubblewrap: session sandbox; chromium: browser tests; rclone: data transfer in sessions;
+# e2fsprogs: ext4 images for home quotas.
+set -u
+PKGS="bubblewrap chromium rclone e2fsprogs"
+missing=""
+for p in $PKGS; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing system packages:$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends $missing >/dev/null \
+    || echo "warning: could not install$missing; see README 'Known limits'" >&2
+else
+  echo "note: system packages missing:$missing (install them with your package manager; bia-binder doctor says what each is for)" >&2
+fi
+exit 0

@@ -1,0 +1,66 @@
+"""The builder interface: a checked-out repository in, a cached runnable environment out.
+
+Layout of one cache entry, published atomically (built under a temporary name, then renamed):
+
+    <cache_dir>/<key>/
+        env/            the environment: env/bin/python, env/bin/jupyter, ...
+        repo/           the repository content as fetched (read-only template for sessions)
+        environment.json  metadata: key, buildpack, created, start script, env vars
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+
+def cache_key(*parts: str) -> str:
+    """Content address of an environment: provider + resolved ref + builder version + config hash."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+@dataclass
+class Environment:
+    """A built, published environment (read-only)."""
+
+    key: str
+    root: Path
+    buildpack: str = "python"
+    #: environment variables a session of this environment gets (PATH handled by the spawner)
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def env_dir(self) -> Path:
+        return self.root / "env"
+
+    @property
+    def repo_dir(self) -> Path:
+        return self.root / "repo"
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.env_dir / "bin"
+
+    @property
+    def start_script(self) -> Path | None:
+        """The repository's ``start`` file (repo2docker), if any: wraps the session command."""
+        for candidate in (self.repo_dir / "binder" / "start", self.repo_dir / ".binder" / "start", self.repo_dir / "start"):
+            if candidate.is_file():
+                return candidate
+        return None
+
+    def command(self, argv: list[str]) -> list[str]:
+        """``argv`` as a session runs it: through ``start`` when the repository has one."""
+        start = self.start_script
+        return ["/bin/sh", str(start), *argv] if start else list(argv)
+
+    @classmethod
+    def load(cls, root: Path) -> "Environment":
+        meta = json.loads((root / "environment.json").read_text())
+        return cls(key=meta["key"], root=root, buildpack=meta.get("buildpack", "python"), env=meta.get("env", {}))
+
+
+LogFn = Callable[[str], None]
