@@ -1,0 +1,124 @@
+"""``bia-binder up`` (the whole service in the foreground) and ``bia-binder launch`` (a CLI client)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from .hub.settings import UpSettings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+HUB_CONFIG = Path(__file__).parent / "hub" / "jupyterhub_config.py"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    up = subparsers.add_parser("up", help="start JupyterHub, the proxy and the binder service (foreground)")
+    up.add_argument("--ip", default="127.0.0.1", help="public address (default 127.0.0.1)")
+    up.add_argument("--port", type=int, default=8000, help="public port (default 8000)")
+    up.add_argument("--data-dir", default="data", help="database, secrets, environments, sessions (default ./data)")
+    up.add_argument("--config", default="", help="a Python config file for the hub and the binder service")
+    up.add_argument("--allow-local-repos", action="store_true", help="allow repositories on loopback/private addresses (development)")
+    up.add_argument("--unsafe-no-sandbox", action="store_true", help="allow anonymous launches where the sandbox is unavailable")
+    up.add_argument("--auth", choices=["none", "oidc", "native", "dev"], default="none", help="how users log in at /hub/")
+    up.set_defaults(func=run_up)
+
+    launch = subparsers.add_parser("launch", help="launch <provider>/<spec> on a running service and print the URL")
+    launch.add_argument("spec", help="e.g. gh/org/repo/main or git/<url-escaped url>/HEAD")
+    launch.add_argument("--url", default="http://127.0.0.1:8000", help="the service (default http://127.0.0.1:8000)")
+    launch.add_argument("--json", action="store_true", help="print every event as a JSON line")
+    launch.set_defaults(func=run_launch)
+
+
+def free_port(ip: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
+
+
+def find_proxy() -> str:
+    """configurable-http-proxy: from PATH, else the project's node_modules (make install puts it there)."""
+    candidates = [shutil.which("configurable-http-proxy"), PROJECT_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"]
+    for candidate in candidates:
+        if candidate and Path(candidate).exists():
+            return str(candidate)
+    raise SystemExit("error: configurable-http-proxy not found; run `make install` (it installs it into ./node_modules)")
+
+
+def settings_from_args(args: argparse.Namespace) -> UpSettings:
+    data_dir = Path(args.data_dir).resolve()
+    config_file = str(Path(args.config).resolve()) if args.config else ""
+    if config_file and not Path(config_file).is_file():
+        raise SystemExit(f"error: config file {args.config} does not exist")
+    return UpSettings(
+        data_dir=str(data_dir),
+        ip=args.ip,
+        port=args.port,
+        hub_port=free_port(),
+        proxy_api_port=free_port(),
+        service_port=free_port(),
+        proxy_command=find_proxy(),
+        config_file=config_file,
+        allow_local_repos=args.allow_local_repos,
+        unsafe_no_sandbox=args.unsafe_no_sandbox,
+        auth=args.auth,
+    )
+
+
+def prepare_data_dir(data_dir: Path) -> None:
+    for sub in ("envs", "sessions", "scratch", "secrets"):
+        (data_dir / sub).mkdir(parents=True, exist_ok=True)
+    # the hub's cookie secret and database must not be readable by sessions
+    os.chmod(data_dir / "secrets", 0o700)
+
+
+def run_up(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    prepare_data_dir(Path(settings.data_dir))
+    env = {**os.environ, **settings.to_environ()}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    command = [sys.executable, "-m", "jupyterhub", "-f", str(HUB_CONFIG)]
+    print(f"bia-binder: starting on {settings.public_url} (data in {settings.data_dir})", flush=True)
+    hub = subprocess.Popen(command, env=env, cwd=settings.data_dir)
+
+    def forward(signum, _frame):
+        if hub.poll() is None:
+            hub.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    return hub.wait()
+
+
+def run_launch(args: argparse.Namespace) -> int:
+    import httpx
+
+    url = f"{args.url.rstrip('/')}/build/{args.spec.strip('/')}"
+    try:
+        with httpx.stream("GET", url, headers={"Accept": "text/event-stream"}, timeout=httpx.Timeout(30, read=None)) as response:
+            for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                item = json.loads(line[5:])
+                if args.json:
+                    print(json.dumps(item), flush=True)
+                else:
+                    print(item.get("message", ""), end="" if item.get("message", "").endswith("\n") else "\n", flush=True)
+                if item.get("phase") == "ready":
+                    if not args.json:
+                        print(f"\nOpen: {item['url']}?token={item['token']}")
+                    return 0
+                if item.get("phase") == "failed":
+                    print(f"error: {item.get('message', 'launch failed').strip()}", file=sys.stderr)
+                    return 1
+    except httpx.HTTPError as e:
+        print(f"error: could not reach {args.url} ({type(e).__name__}); is `bia-binder up` running?", file=sys.stderr)
+        return 1
+    print("error: the event stream ended before the launch was ready", file=sys.stderr)
+    return 1

@@ -1,0 +1,143 @@
+"""Real launches: a git repository → uv-built environment → a Jupyter server behind the proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from tests.kernel import run_cell
+
+pytestmark = pytest.mark.slow
+
+REQUIREMENTS = {"requirements.txt": "six\n", "hello.py": "print('hi')\n"}
+
+
+def phases(events: list[dict]) -> list[str]:
+    return [item["phase"] for item in events]
+
+
+@pytest.fixture(scope="module")
+def launched(binder_stack):
+    """One launch of a small repository, shared by the tests that inspect it."""
+    spec = binder_stack.git_spec("lab/small-repo", REQUIREMENTS)
+    return spec, binder_stack.launch(spec)
+
+
+def test_launch_streams_binderhub_phases_to_ready(launched):
+    _spec, events = launched
+    seen = phases(events)
+    assert seen[-1] == "ready", events[-3:]
+    for phase in ("fetching", "building", "built", "launching"):
+        assert phase in seen
+    assert all("message" in item for item in events)
+    ready = events[-1]
+    for field in ("url", "token", "image", "repo_url", "binder_ref_url", "binder_launch_host", "binder_request", "binder_persistent_request"):
+        assert ready[field], field
+
+
+def test_persistent_request_is_pinned_to_the_commit(binder_stack, launched):
+    _spec, events = launched
+    sha = binder_stack.git.head("lab/small-repo")
+    assert events[-1]["binder_persistent_request"].endswith(f"/{sha}")
+    assert events[-1]["binder_request"].endswith("/HEAD")
+
+
+def test_session_needs_its_token(launched):
+    ready = launched[1][-1]
+    assert httpx.get(f"{ready['url']}api/status", timeout=30).status_code == 403
+    response = httpx.get(f"{ready['url']}api/contents/", params={"token": ready["token"]}, timeout=30)
+    assert response.status_code == 200
+    names = {item["name"] for item in response.json()["content"]}
+    assert {"requirements.txt", "hello.py"} <= names
+
+
+def test_kernel_runs_in_the_repository_environment(launched):
+    ready = launched[1][-1]
+    code = (
+        "import os, sys, six, bia_binder.data\n"
+        "print(sys.prefix)\n"
+        "print(os.getcwd())\n"
+        "print(os.environ['BINDER_PERSISTENT_REQUEST'])\n"
+    )
+    out = asyncio.run(run_cell(ready["url"], ready["token"], code)).splitlines()
+    assert out[0].endswith("/env") and ready["image"] in out[0]
+    assert out[1].endswith(ready["url"].rstrip("/").rsplit("/", 1)[-1])
+    assert out[2] == ready["binder_persistent_request"]
+
+
+def test_second_launch_of_same_ref_does_not_build(binder_stack, launched):
+    spec, first = launched
+    events = binder_stack.launch(spec)
+    assert phases(events)[-1] == "ready"
+    assert "building" not in phases(events) and "fetching" not in phases(events)
+    assert events[-1]["image"] == first[-1]["image"]
+    assert events[-1]["url"] != first[-1]["url"]  # a new session, not the same one
+
+
+def test_concurrent_launches_share_one_build(binder_stack):
+    spec = binder_stack.git_spec("lab/shared-build", {"requirements.txt": "six\npackaging\n"})
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(binder_stack.launch, [spec] * 3))
+    assert all(phases(events)[-1] == "ready" for events in results), [events[-1] for events in results]
+    assert sum("waiting" in phases(events) for events in results) == 2
+    assert len({events[-1]["image"] for events in results}) == 1
+    metrics = httpx.get(f"{binder_stack.url}/metrics", timeout=30).text
+    assert 'binderhub_build_total{status="success"}' in metrics
+
+
+def test_failing_install_is_a_clear_failure_and_others_go_on(binder_stack):
+    spec = binder_stack.git_spec("lab/broken", {"requirements.txt": "this-package-does-not-exist-bia\n"})
+    events = binder_stack.launch(spec)
+    assert events[-1]["phase"] == "failed"
+    assert "this-package-does-not-exist-bia" in events[-1]["message"]
+    assert events[-1]["status_code"] >= 400
+    assert httpx.get(f"{binder_stack.url}/health", timeout=30).status_code == 200
+
+
+def test_launch_cli_prints_the_url(binder_stack, launched):
+    import subprocess
+    import sys
+
+    spec, _events = launched
+    result = subprocess.run(
+        [sys.executable, "-m", "bia_binder.cli", "launch", spec, "--url", binder_stack.url],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Open: http://127.0.0.1" in result.stdout and "?token=" in result.stdout
+
+
+def test_launch_cli_reports_failure(binder_stack):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bia_binder.cli", "launch", f"git/{quote('file:///etc', safe='')}/HEAD", "--url", binder_stack.url],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ")
+
+
+def test_binderhub_js_client_launches_to_ready(binder_stack, launched):
+    """BinderHub's own JavaScript client (npm @jupyterhub/binderhub-client) understands our stream."""
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    node = shutil.which("node")
+    assert node, "node is required (the machine has Node 20)"
+    root = Path(__file__).resolve().parents[2]
+    spec, _events = launched
+    result = subprocess.run(
+        [node, str(Path(__file__).with_name("binderhub_client_launch.mjs")), f"{binder_stack.url}/build/", spec],
+        capture_output=True, text=True, timeout=300, cwd=root,
+    )
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-2000:])
+    assert events[-1]["phase"] == "ready" and events[-1]["url"].startswith(binder_stack.url)

@@ -1,0 +1,120 @@
+"""The whole service as a user runs it: ``bia-binder up`` in a subprocess, plus a real git server.
+
+Standalone (no pytest needed) so benchmarks use the same code::
+
+    with BinderStack() as stack:
+        spec = stack.git_spec("org/repo", {"requirements.txt": "six\\n"})
+        events = stack.launch(spec)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import quote
+
+import httpx
+
+from tests.gitserver import GitServer
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BinderStack:
+    def __init__(self, data_dir: str | Path | None = None, extra_args: list[str] | None = None, config: str = ""):
+        self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="bia-stack-")
+        self.data_dir = Path(data_dir or self._tmp.name)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.extra_args = extra_args if extra_args is not None else ["--allow-local-repos", "--unsafe-no-sandbox"]
+        self.config = config
+        self.git = GitServer()
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.data_dir / "up.log"
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start(self, timeout: float = 90) -> "BinderStack":
+        self.git.start()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [sys.executable, "-m", "bia_binder.cli", "up", "--port", str(self.port), "--data-dir", str(self.data_dir), *self.extra_args]
+        if self.config:
+            config_path = self.data_dir / "bia_binder_config.py"
+            config_path.write_text(self.config)
+            args += ["--config", str(config_path)]
+        env = {**os.environ, "PATH": f"{PROJECT_ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+        self.proc = subprocess.Popen(args, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, env=env, cwd=self.data_dir)
+        self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bia-binder up exited ({self.proc.returncode}):\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"bia-binder up not healthy after {timeout}s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.git.stop()
+        if self._tmp:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> "BinderStack":
+        return self.start()
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    # --- repositories and launches -----------------------------------------------------------
+    def git_spec(self, name: str, files: dict[str, str | bytes], ref: str = "HEAD") -> str:
+        """Create a repository on the git server; return its BinderHub spec ``git/<quoted url>/<ref>``."""
+        clone_url, _sha = self.git.create_repo(name, files)
+        return f"git/{quote(clone_url, safe='')}/{ref}"
+
+    def launch(self, spec: str, timeout: float = 600) -> list[dict]:
+        """Run one launch to its end; return every event."""
+        return read_events(f"{self.url}/build/{spec}", timeout)
+
+
+def read_events(url: str, timeout: float = 600) -> list[dict]:
+    events = []
+    with httpx.stream("GET", url, headers={"Accept": "text/event-stream"}, timeout=httpx.Timeout(30, read=timeout)) as response:
+        for line in response.iter_lines():
+            if line.startswith("data:"):
+                item = json.loads(line[5:])
+                events.append(item)
+                if item.get("phase") in ("ready", "failed"):
+                    break
+    return events
