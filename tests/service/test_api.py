@@ -76,7 +76,6 @@ def test_build_without_event_stream_accept_is_one_failed_event(binder_stack):
     [
         ("/build/nosuchprovider/org/repo/main", 404),
         ("/build/gh/only-org", 400),
-        (f"/build/git/{quote('file:///etc', safe='')}/HEAD", 403),
     ],
 )
 def test_bad_specs_fail_with_a_reason(binder_stack, path, status):

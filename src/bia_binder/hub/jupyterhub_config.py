@@ -33,7 +33,9 @@ c.ConfigurableHTTPProxy.debug = False
 c.Proxy.extra_routes = {"/": f"http://127.0.0.1:{settings.service_port}"}
 
 # --- the binder service, managed by the hub -------------------------------------------------
-service_env = {key: value for key, value in os.environ.items() if key.startswith("BIA_BINDER_")}
+# The service is ours and builds environments: it needs the operator's whole environment
+# (HTTPS_PROXY, SSL_CERT_FILE, UV_*/PIP_* settings...), not JupyterHub's short env_keep list.
+service_env = {key: value for key, value in os.environ.items() if not key.startswith("JUPYTERHUB_")}
 c.JupyterHub.services = [
     {
         "name": "binder",

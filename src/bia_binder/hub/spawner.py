@@ -55,6 +55,11 @@ class BinderSpawner(LocalProcessSpawner):
     def home(self) -> Path:
         return Path(self.sessions_dir) / self.user.name
 
+    @property
+    def runs_as_root(self) -> bool:
+        """Only without the sandbox (operator chose --unsafe-no-sandbox) does a session keep our uid."""
+        return os.geteuid() == 0
+
     def load_environment(self) -> Environment:
         key = str(self.user_options.get("environment", ""))
         root = Path(self.environments_dir) / key
@@ -97,7 +102,9 @@ class BinderSpawner(LocalProcessSpawner):
         token = self.user_options.get("token")
         if not token:
             raise ValueError("anonymous sessions need a token in user_options")
+        root_args = ["--allow-root"] if self.runs_as_root else []
         return [
+            *root_args,
             "--no-browser",
             f"--ip={self.ip or '127.0.0.1'}",
             f"--port={self.port}",

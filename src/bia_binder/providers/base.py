@@ -6,6 +6,7 @@ name) into an immutable :class:`ResolvedRepo`, then fetches exactly that version
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, asdict
 from pathlib import Path
@@ -58,6 +59,29 @@ class RepoProvider(LoggingConfigurable):
     detect: ClassVar[dict | None] = None
     #: UI labels: {"text": ..., "tag_text": ..., "ref_prop_disabled": bool, "label_prop_disabled": bool}
     labels: ClassVar[dict] = {}
+    #: BinderHub's ``display_config`` (its /api/repoproviders entry): displayName, id, spec.validateRegex,
+    #: detect.regex, repo {label, placeholder, urlEncode}, ref {enabled, default}. When a subclass sets it,
+    #: ``display_name``, ``detect`` and ``labels`` are derived from it.
+    display_config: ClassVar[dict] = {}
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        config = cls.__dict__.get("display_config")
+        if not config:
+            return
+        ref_enabled = config.get("ref", {}).get("enabled", False)
+        cls.display_name = config["displayName"]
+        cls.detect = config.get("detect")
+        cls.labels = {
+            "text": config["repo"]["label"],
+            "tag_text": "Git ref (branch, tag, or commit)" if ref_enabled else "",
+            "ref_prop_disabled": not ref_enabled,
+            "label_prop_disabled": False,
+        }
+
+    def repoprovider_config(self) -> dict:
+        """This provider's entry in ``/api/repoproviders`` (subclasses put configured hosts into ``detect``)."""
+        return copy.deepcopy(self.display_config)
 
     spec = Unicode(help="The spec as it appears in the URL after the provider name").tag(config=False)
 
@@ -68,6 +92,9 @@ class RepoProvider(LoggingConfigurable):
         "(development and tests only: otherwise a launch could make the server fetch from its own network).",
     )
     timeout = Int(30, config=True, help="Seconds to wait for the upstream service to answer one request.")
+    fetch_timeout = Int(
+        600, config=True, help="Seconds one fetch (git clone, or download of all a record's files) may take; then 504."
+    )
     max_repo_size = Int(
         1024**3, config=True, help="Largest repository or record (bytes) that will be fetched; larger ones fail with 413."
     )

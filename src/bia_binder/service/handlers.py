@@ -17,7 +17,7 @@ from ..providers import repoproviders_api
 from .badge import badge_svg
 from .pipeline import LaunchRequest
 
-SPEC_PATTERN = r"/(?P<provider>[^/]+)/(?P<spec>.+)"
+SPEC_PATTERN = r"/([^/]+)/(.+)"  # provider, spec (positional: see raw_spec)
 
 
 class BaseHandler(web.RequestHandler):
@@ -32,6 +32,13 @@ class BaseHandler(web.RequestHandler):
     def public_root(self) -> str:
         """scheme://host of this request, as the user sees it (behind the proxy)."""
         return f"{self.request.protocol}://{self.request.host}"
+
+    def raw_spec(self, provider: str) -> str:
+        """The spec as sent, still escaped: Tornado unquotes path arguments, which would turn a
+        ``git/<escaped url>/<ref>`` spec's ``%2F`` into separators (BinderHub re-reads it too)."""
+        marker = f"/{provider}/"
+        path = self.request.path
+        return path[path.index(marker, len(self.base_url)) + len(marker):]
 
     def render_page(self, name: str, **context: Any) -> None:
         template = self.settings["jinja_env"].get_template(name)
@@ -70,8 +77,8 @@ class MainHandler(BaseHandler):
 class LaunchPageHandler(BaseHandler):
     """``/v2/<provider>/<spec>``: the page that opens the event stream and redirects when ready."""
 
-    def get(self, provider: str, spec: str) -> None:
-        spec = spec.rstrip("/") if spec.endswith("/") and spec.count("/") > 1 else spec
+    def get(self, provider: str, _unquoted_spec: str) -> None:
+        spec = self.raw_spec(provider)
         self.render_page(
             "loading.html",
             provider_prefix=provider,
@@ -93,7 +100,8 @@ class BuildHandler(BaseHandler):
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
 
-    async def get(self, provider: str, spec: str) -> None:
+    async def get(self, provider: str, _unquoted_spec: str) -> None:
+        spec = self.raw_spec(provider)
         self.set_header("Content-Type", "text/event-stream")
         if "text/event-stream" not in self.request.headers.get("Accept", ""):
             self.set_status(400)
