@@ -74,13 +74,33 @@ def settings_from_args(args: argparse.Namespace) -> UpSettings:
 def prepare_data_dir(data_dir: Path) -> None:
     for sub in ("envs", "sessions", "scratch", "secrets"):
         (data_dir / sub).mkdir(parents=True, exist_ok=True)
-    # the hub's cookie secret and database must not be readable by sessions
+    # Session uids must traverse (not list) the data dir to reach their home and environment;
+    # the hub's cookie secret stays private to us.
+    for path in (data_dir, data_dir / "envs", data_dir / "sessions"):
+        os.chmod(path, 0o711)
     os.chmod(data_dir / "secrets", 0o700)
+
+
+def print_guarantees(settings: UpSettings) -> None:
+    """Which isolation guarantees hold on this host (the same report as `bia-binder doctor`)."""
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from .hub.doctor import guarantee_report
+
+    config = Config()
+    if settings.config_file:
+        path = Path(settings.config_file)
+        config = PyFileConfigLoader(path.name, str(path.parent)).load_config()
+    config.Sandbox.state_dir = str(Path(settings.data_dir) / "sandbox")
+    report = guarantee_report(config, unsafe=settings.unsafe_no_sandbox)
+    print(report.text(), flush=True)
 
 
 def run_up(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     prepare_data_dir(Path(settings.data_dir))
+    print_guarantees(settings)
     env = {**os.environ, **settings.to_environ()}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     command = [sys.executable, "-m", "jupyterhub", "-f", str(HUB_CONFIG)]

@@ -141,3 +141,27 @@ def test_binderhub_js_client_launches_to_ready(binder_stack, launched):
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-2000:])
     assert events[-1]["phase"] == "ready" and events[-1]["url"].startswith(binder_stack.url)
+
+
+def test_session_is_sandboxed_away_from_the_service(binder_stack, launched):
+    """Own uid; the hub database, cookie secret and other environments are out of reach."""
+    from bia_binder.hub.doctor import guarantee_report
+
+    if not guarantee_report().isolated:
+        pytest.skip("this host cannot sandbox sessions (see bia-binder doctor)")
+    ready = launched[1][-1]
+    data = binder_stack.data_dir
+    code = (
+        "import os\n"
+        "print(os.getuid())\n"
+        f"for p in [{str(data / 'jupyterhub.sqlite')!r}, {str(data / 'secrets' / 'jupyterhub_cookie_secret')!r}]:\n"
+        "    try:\n"
+        "        open(p, 'rb').read(); print('READABLE')\n"
+        "    except OSError as e:\n"
+        "        print(type(e).__name__)\n"
+        f"try:\n    open({str(data / 'envs' / ready['image'] / 'env' / 'pwned')!r}, 'w'); print('WRITABLE')\n"
+        "except OSError as e:\n    print(type(e).__name__)\n"
+    )
+    out = asyncio.run(run_cell(ready["url"], ready["token"], code)).split()
+    assert int(out[0]) != 0
+    assert "READABLE" not in out and "WRITABLE" not in out, out

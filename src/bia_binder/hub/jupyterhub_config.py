@@ -61,6 +61,11 @@ c.BinderSpawner.sessions_dir = str(data_dir / "sessions")
 c.Spawner.http_timeout = 120
 c.Spawner.start_timeout = 120
 c.JupyterHub.allow_named_servers = False
+# Inside a session the whole data dir (hub database, secrets, environment cache, other sessions)
+# is an empty directory; the session's own environment and home are shown again by the spawner.
+c.Sandbox.hidden_paths = [str(data_dir)]
+c.Sandbox.state_dir = str(data_dir / "sandbox")
+c.Sandbox.allow_unsafe = settings.unsafe_no_sandbox
 
 # --- authentication (logged-in users; anonymous launches need none) ------------------------
 c.JupyterHub.authenticator_class = "dummy" if settings.auth == "dev" else "null"

@@ -388,6 +388,16 @@ class Sandbox(LoggingConfigurable):
         return ["--die-with-parent"] if self.die_with_parent else []
 
 
+def _outermost(paths: list[Path]) -> list[Path]:
+    """Resolved paths, without those inside another one: once a parent is hidden, the child is gone."""
+    resolved = sorted({p.resolve() for p in paths}, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for path in resolved:
+        if not any(path.is_relative_to(parent) for parent in kept):
+            kept.append(path)
+    return kept
+
+
 def cgroup_name(session_name: str) -> str:
     """A cgroup directory name for any session name: readable, and unique thanks to a hash suffix."""
     digest = hashlib.sha256(session_name.encode()).hexdigest()[:8]
@@ -463,7 +473,7 @@ class Session:
     def _bwrap_args(self) -> list[str]:
         args = self.sandbox._bwrap_isolation_args() + self.sandbox._lifetime_args()
         hidden_dirs = []
-        for path in [Path(self.sandbox.state_dir), *map(Path, self.sandbox.hidden_paths)]:
+        for path in _outermost([Path(self.sandbox.state_dir), *map(Path, self.sandbox.hidden_paths)]):
             if path.is_dir():
                 hidden_dirs.append(str(path.resolve()))
                 args += ["--tmpfs", hidden_dirs[-1]]

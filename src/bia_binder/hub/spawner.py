@@ -17,9 +17,18 @@ from pathlib import Path
 
 import httpx
 from jupyterhub.spawner import LocalProcessSpawner
-from traitlets import Float, Unicode, default
+from tornado import web
+from traitlets import Any, Float, Unicode, default
+
+import bia_binder
 
 from ..build.base import Environment
+from ..events import LaunchError
+from .profiles import ResourceProfile, ResourceProfiles
+from .sandbox import Sandbox
+
+#: the directory holding the bia_binder package: sessions import bia_binder.data from it (read-only)
+DATA_LIBRARY_PATH = Path(bia_binder.__file__).resolve().parents[1]
 
 #: user_options the binder service may pass; forwarded to the session as BINDER_* variables
 BINDER_REQUEST_KEYS = ("repo_url", "binder_ref_url", "binder_launch_host", "binder_persistent_request", "binder_request")
@@ -41,6 +50,8 @@ class BinderSpawner(LocalProcessSpawner):
         "exponentially (0.2 s, 0.6 s, 1.4 s, 3 s...), which would add up to a second to every launch.",
     )
 
+    sandbox_session = Any(None, help="The running session's sandbox handle (bia_binder.hub.sandbox.Session).")
+
     @default("start_timeout")
     def _default_start_timeout(self) -> int:
         return 120
@@ -57,8 +68,26 @@ class BinderSpawner(LocalProcessSpawner):
 
     @property
     def runs_as_root(self) -> bool:
-        """Only without the sandbox (operator chose --unsafe-no-sandbox) does a session keep our uid."""
-        return os.geteuid() == 0
+        """Only without uid separation (operator chose --unsafe-no-sandbox) does a session keep our uid."""
+        separate = self.sandbox_session is not None and self.sandbox_session.separate_uid
+        return os.geteuid() == 0 and not separate
+
+    def resource_profile(self) -> ResourceProfile:
+        profiles = ResourceProfiles(parent=self)
+        if self.is_anonymous:
+            return profiles.anonymous_profile()
+        wanted = self.user_options.get("profile")
+        return profiles.by_slug(wanted) if wanted else profiles.logged_in_profiles()[0]
+
+    def enter_sandbox(self, environment: Environment) -> None:
+        """Own uid, cgroup limits of the profile, bubblewrap; refuses anonymous sessions where that fails."""
+        self.sandbox_session = Sandbox(parent=self).prepare(
+            name=self.user.name,
+            home=self.home,
+            profile=self.resource_profile(),
+            readonly=[environment.root, DATA_LIBRARY_PATH],
+            anonymous=self.is_anonymous,
+        )
 
     def load_environment(self) -> Environment:
         key = str(self.user_options.get("environment", ""))
@@ -87,6 +116,8 @@ class BinderSpawner(LocalProcessSpawner):
 
     def get_env(self) -> dict:
         env = super().get_env()
+        if self.sandbox_session is not None:
+            env = self.sandbox_session.environ(env)
         environment = self.load_environment()
         env.update(environment.env)
         env["VIRTUAL_ENV"] = str(environment.env_dir)
@@ -116,18 +147,31 @@ class BinderSpawner(LocalProcessSpawner):
         ]
 
     async def start(self):
+        try:
+            return await self._start()
+        except LaunchError as e:
+            # JupyterHub's API answers with an HTTPError's own message and status: the user learns why
+            raise web.HTTPError(e.status_code, e.message) from e
+        except (RuntimeError, TimeoutError, ValueError, OSError) as e:
+            raise web.HTTPError(500, str(e).splitlines()[0] if str(e) else type(e).__name__) from e
+
+    async def _start(self):
         environment = self.load_environment()
         self.prepare_home(environment)
         app = "lab" if self.is_anonymous else "singleuser"
         entry = [str(environment.bin_dir / "jupyter"), "lab"] if app == "lab" else [str(environment.bin_dir / "jupyterhub-singleuser")]
-        self.cmd = environment.command(entry)
+        self.enter_sandbox(environment)
+        self.cmd = self.sandbox_session.wrap(environment.command(entry))
         log_file = open(self.home.parent / f".{self.user.name}.log", "ab")  # noqa: SIM115 (owned by the child)
         self.popen_kwargs = {"cwd": str(self.home), "stdout": log_file, "stderr": log_file}
         try:
             ip, port = await super().start()
+            await self.wait_until_serving(ip, port)
+        except BaseException:
+            await self.stop(now=True)
+            raise
         finally:
             log_file.close()
-        await self.wait_until_serving(ip, port)
         return ip, port
 
     async def wait_until_serving(self, ip: str, port: int) -> None:
@@ -155,6 +199,9 @@ class BinderSpawner(LocalProcessSpawner):
     async def stop(self, now: bool = False) -> None:
         pid = self.pid
         await super().stop(now=now)
+        if self.sandbox_session is not None:
+            await asyncio.to_thread(self.sandbox_session.cleanup)
+            self.sandbox_session = None
         # kernels and terminals live in the server's process group (start_new_session=True)
         if pid:
             try:

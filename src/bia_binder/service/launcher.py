@@ -79,7 +79,9 @@ class Launcher(LoggingConfigurable):
         except httpx.TransportError as e:
             raise LaunchError(f"Could not reach JupyterHub to {what} ({type(e).__name__}); try again shortly.", 503) from e
         if response.status_code >= 400:
-            raise LaunchError(f"JupyterHub refused to {what}: {_hub_message(response)}", 500)
+            # the spawner's reasons (sandbox refused: 503, bad options: 400) pass through as they are
+            status = response.status_code if response.status_code in (400, 403, 409, 429, 503) else 500
+            raise LaunchError(f"Could not {what}: {_hub_message(response)}", status)
         return response
 
     async def remove_user(self, username: str, client: httpx.AsyncClient | None = None) -> None:
