@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -35,13 +36,23 @@ def free_port() -> int:
 
 
 class BinderStack:
-    def __init__(self, data_dir: str | Path | None = None, extra_args: list[str] | None = None, config: str = ""):
+    def __init__(
+        self,
+        data_dir: str | Path | None = None,
+        extra_args: list[str] | None = None,
+        config: str = "",
+        env: dict[str, str] | None = None,
+    ):
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="bia-stack-")
         self.data_dir = Path(data_dir or self._tmp.name)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra_args = extra_args if extra_args is not None else ["--allow-local-repos", "--unsafe-no-sandbox"]
         self.config = config
+        #: extra environment variables of `bia-binder up` (e.g. BIA_BINDER_DEV_PASSWORD)
+        self.env = env or {}
+        #: token of a test-only hub service with admin scopes (tests inspect users, groups, servers)
+        self.admin_token = secrets.token_hex(16)
         self.git = GitServer()
         self.proc: subprocess.Popen | None = None
         self.log_path = self.data_dir / "up.log"
@@ -51,14 +62,20 @@ class BinderStack:
         self.git.start()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [sys.executable, "-m", "bia_binder.cli", "up", "--port", str(self.port), "--data-dir", str(self.data_dir), *self.extra_args]
-        if self.config:
-            config_path = self.data_dir / "bia_binder_config.py"
-            config_path.write_text(self.config)
-            args += ["--config", str(config_path)]
-        env = {**os.environ, "PATH": f"{PROJECT_ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+        config_path = self.data_dir / "bia_binder_config.py"
+        config_path.write_text(self._admin_service_config() + self.config)
+        args += ["--config", str(config_path)]
+        env = {**os.environ, "PATH": f"{PROJECT_ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ.get('PATH', '')}", **self.env}
         self.proc = subprocess.Popen(args, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, env=env, cwd=self.data_dir)
         self.wait_healthy(timeout)
         return self
+
+    def _admin_service_config(self) -> str:
+        return (
+            f"c.JupyterHub.services.append({{'name': 'test-admin', 'api_token': {self.admin_token!r}}})\n"
+            "c.JupyterHub.load_roles.append({'name': 'test-admin', 'scopes': ['admin-ui', 'admin:users', "
+            "'admin:servers', 'admin:groups', 'list:users', 'read:users', 'tokens'], 'services': ['test-admin']})\n"
+        )
 
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -82,8 +99,17 @@ class BinderStack:
                 self.proc.kill()
                 self.proc.wait()
         self.git.stop()
+        self.unmount_leftover_homes()
         if self._tmp:
             self._tmp.cleanup()
+
+    def unmount_leftover_homes(self) -> None:
+        """Home images a killed hub left mounted (logged-in users' homes) would pin the data dir."""
+        data_dir = str(self.data_dir.resolve())
+        with open("/proc/self/mounts") as mounts:
+            targets = [line.split()[1] for line in mounts if line.split()[1].startswith(data_dir + "/")]
+        for target in sorted(targets, reverse=True):
+            subprocess.run(["umount", "-l", target], check=False, capture_output=True)
 
     def __enter__(self) -> "BinderStack":
         return self.start()
@@ -118,3 +144,8 @@ def read_events(url: str, timeout: float = 600) -> list[dict]:
                 if item.get("phase") in ("ready", "failed"):
                     break
     return events
+
+
+def hub_api(stack: BinderStack, method: str, path: str, **kwargs) -> httpx.Response:
+    """Call the hub's REST API with the stack's test-admin token."""
+    return httpx.request(method, f"{stack.url}/hub/api/{path}", headers={"Authorization": f"token {stack.admin_token}"}, timeout=30, **kwargs)

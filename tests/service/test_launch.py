@@ -165,3 +165,13 @@ def test_session_is_sandboxed_away_from_the_service(binder_stack, launched):
     out = asyncio.run(run_cell(ready["url"], ready["token"], code)).split()
     assert int(out[0]) != 0
     assert "READABLE" not in out and "WRITABLE" not in out, out
+
+
+def test_anonymous_users_are_temporary_group_members(binder_stack, launched):
+    """The culler deletes exactly the members of binder-temporary: every anonymous user joins it."""
+    from tests.stack import hub_api
+
+    ready = launched[1][-1]
+    username = ready["url"].rstrip("/").rsplit("/", 1)[-1]
+    group = hub_api(binder_stack, "GET", "groups/binder-temporary").json()
+    assert username in group["users"]

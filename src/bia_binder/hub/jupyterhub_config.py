@@ -6,12 +6,22 @@ forwards ``/user/<name>/`` requests for servers that are not running to the hub.
 
 ``bia-binder up`` passes its settings as ``BIA_BINDER_*`` environment variables; the operator's
 own config file (``--config``) is loaded last, so every trait here can be overridden from it.
+``JupyterHub.services``, ``load_roles`` and ``load_groups`` are merged instead: entries the
+config file adds (or assigns) come on top of ours, and an entry with the name of one of ours
+replaces it, e.g. to cull sooner::
+
+    from bia_binder.hub.culling import culler_command
+    c.JupyterHub.services = [{"name": "idle-culler", "command": culler_command(
+        3600, 86400, 600, cull_users=False, concurrency=10)}]
 """
 
 import os
 import sys
 from pathlib import Path
 
+from bia_binder.hub.auth import configure_auth
+from bia_binder.hub.culling import TEMPORARY_USERS_GROUP, configure_culler
+from bia_binder.hub.rclone import configure_rclone
 from bia_binder.hub.settings import UpSettings
 
 c = get_config()  # noqa: F821 (injected by JupyterHub)
@@ -49,10 +59,15 @@ c.JupyterHub.load_roles = [
     {
         "name": "binder-service",
         "description": "start and remove temporary binder users",
-        "scopes": ["admin:users", "admin:servers", "read:users", "list:users"],
+        "scopes": ["admin:users", "admin:servers", "read:users", "list:users", f"groups!group={TEMPORARY_USERS_GROUP}"],
         "services": ["binder"],
     }
 ]
+
+# anonymous users join this group; the culler deletes its members (see hub/culling.py)
+c.JupyterHub.load_groups = {TEMPORARY_USERS_GROUP: {}}
+# idle sessions stopped after 12 h, any session after 7 days; temporary users deleted with them
+configure_culler(c)
 
 # --- sessions -------------------------------------------------------------------------------
 c.JupyterHub.spawner_class = "bia_binder.hub.spawner.BinderSpawner"
@@ -66,9 +81,30 @@ c.JupyterHub.allow_named_servers = False
 c.Sandbox.hidden_paths = [str(data_dir)]
 c.Sandbox.state_dir = str(data_dir / "sandbox")
 c.Sandbox.allow_unsafe = settings.unsafe_no_sandbox
+c.BinderSpawner.scratch_dir = str(data_dir / "scratch")
+c.HomeManager.root = str(data_dir / "homes")
+configure_rclone(c, data_dir / "rclone.conf")
+if settings.allow_local_repos:
+    # logged-in users' repositories are resolved by the spawner, with the binder service's rules
+    c.RepoProvider.allow_local_repos = True
 
 # --- authentication (logged-in users; anonymous launches need none) ------------------------
-c.JupyterHub.authenticator_class = "dummy" if settings.auth == "dev" else "null"
+if settings.auth == "none":
+    c.JupyterHub.authenticator_class = "null"
+else:
+    configure_auth(c, settings.auth)
+
+
+def merged_by_name(ours: list[dict], theirs: list[dict]) -> list[dict]:
+    """Our entries the config file did not replace (same name), then every entry of the config file."""
+    their_names = {entry["name"] for entry in theirs}
+    return [entry for entry in ours if entry["name"] not in their_names] + theirs
+
 
 if settings.config_file:
+    ours = {name: list(c.JupyterHub[name]) for name in ("services", "load_roles")}
+    our_groups = dict(c.JupyterHub.load_groups)
     load_subconfig(settings.config_file)  # noqa: F821 (injected by JupyterHub)
+    for name, entries in ours.items():
+        c.JupyterHub[name] = merged_by_name(entries, list(c.JupyterHub[name]))
+    c.JupyterHub.load_groups = {**our_groups, **c.JupyterHub.load_groups}

@@ -170,6 +170,10 @@ class ResourceProfiles(LoggingConfigurable):
         return {"pids_limit": self.pids_limit}
 
 
+#: Admission entries for launches admitted but not yet started (see Admission.sync)
+RESERVATION_PREFIX = "launch:"
+
+
 class AdmissionRefused(LaunchError):
     """Over a concurrency limit; ``retry_after`` (seconds) is meant for a ``Retry-After`` header."""
 
@@ -220,6 +224,16 @@ class Admission(LoggingConfigurable):
             return
         self.check(repo_key)
         self._sessions[session] = repo_key
+
+    def sync(self, running: dict[str, str]) -> None:
+        """Count exactly ``running`` (session name → repo key) as the sessions that exist.
+
+        Sessions end by culling, stops and restarts that only the hub sees, so the service asks the
+        hub before each launch. Reservations (names starting with ``launch:``) for launches under
+        way, which the hub does not list yet, stay counted.
+        """
+        reservations = {name: key for name, key in self._sessions.items() if name.startswith(RESERVATION_PREFIX)}
+        self._sessions = {**running, **reservations}
 
     def release(self, session: str) -> None:
         """Free the slot of a stopped or culled session (unknown names are ignored)."""

@@ -8,6 +8,7 @@ the same one the hub loads (``c.BinderService.*``, ``c.EnvBuilder.*``, ``c.GitHu
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import shutil
 import signal
@@ -24,7 +25,8 @@ from ..build import EnvBuilder
 from ..events import LaunchError
 from ..hub.settings import UpSettings
 from .handlers import NotFoundHandler, routes
-from .launcher import Launcher
+from ..hub.profiles import RESERVATION_PREFIX, Admission
+from .launcher import Launcher, user_slug
 from .metrics import Metrics
 from .pipeline import LaunchPipeline
 
@@ -72,10 +74,19 @@ class BinderService(Application):
             hub_api_url=os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
             hub_api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
         )
+        self.admission = Admission(parent=self)
+        self._reservations = itertools.count()
         self.pipeline = LaunchPipeline(self)
 
-    def admission_check(self, resolved) -> None:
-        """Hook for session quotas; raises LaunchError(429) when a launch must wait."""
+    async def admit(self, resolved) -> str:
+        """Reserve a session slot for ``resolved``'s repository, or raise AdmissionRefused (429).
+
+        Counts come from the hub (what is running now) plus launches under way here.
+        """
+        self.admission.sync(await self.launcher.running_sessions())
+        reservation = f"{RESERVATION_PREFIX}{next(self._reservations)}"
+        self.admission.admit(reservation, user_slug(resolved.slug))
+        return reservation
 
     def builder_info(self) -> dict[str, Any]:
         return {"build_backend": "uv (no containers)", "builder_version": self.builder.version, "bia_binder": __version__}

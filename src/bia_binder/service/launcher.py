@@ -26,6 +26,10 @@ class Launcher(LoggingConfigurable):
     hub_api_url = Unicode(config=True, help="The hub's REST API, e.g. http://127.0.0.1:8081/hub/api")
     hub_api_token = Unicode(config=True, help="Token of the binder service (JUPYTERHUB_API_TOKEN)")
     launch_timeout = Int(300, config=True, help="Seconds a session may take to start before the launch fails.")
+    temporary_group = Unicode(
+        "binder-temporary", config=True,
+        help="Hub group of anonymous users (the culler deletes its members with their files); empty: none.",
+    )
     request_timeout = Float(30, config=True, help="Seconds for one hub API request (starting a server may take longer).")
 
     def _client(self) -> httpx.AsyncClient:
@@ -37,7 +41,7 @@ class Launcher(LoggingConfigurable):
 
     @staticmethod
     def username_for(slug: str) -> str:
-        return f"{ANONYMOUS_PREFIX}{slug[:30].strip('-')}-{secrets.token_hex(4)}"
+        return f"{ANONYMOUS_PREFIX}{user_slug(slug)}-{secrets.token_hex(4)}"
 
     async def launch(self, slug: str, user_options: dict[str, Any], progress: ProgressFn) -> dict[str, str]:
         """Start a session; return ``{"username", "path", "token"}`` (path like ``/user/<name>/``)."""
@@ -47,6 +51,8 @@ class Launcher(LoggingConfigurable):
         async with self._client() as client:
             await self._call(client, "POST", f"users/{quote(username)}", "create the session user")
             try:
+                if self.temporary_group:
+                    await self.add_to_group(username, self.temporary_group, client)
                 await progress(f"Starting server for {username}\n")
                 response = await self._call(client, "POST", f"users/{quote(username)}/server", "start the session", json=options)
                 if response.status_code == 202:
@@ -97,6 +103,29 @@ class Launcher(LoggingConfigurable):
             if own_client:
                 await client.aclose()
 
+    async def running_sessions(self) -> dict[str, str]:
+        """Anonymous sessions the hub runs now: user name → repository slug (for admission)."""
+        sessions: dict[str, str] = {}
+        async with self._client() as client:
+            offset = 0
+            while True:
+                response = await self._call(
+                    client, "GET", f"users?state=active&limit=200&offset={offset}", "list running sessions",
+                    headers={"Accept": "application/jupyterhub-pagination+json"},
+                )
+                page = response.json()
+                for user in page["items"]:
+                    if user["name"].startswith(ANONYMOUS_PREFIX):
+                        sessions[user["name"]] = slug_of(user["name"])
+                next_page = (page.get("_pagination") or {}).get("next")
+                if not next_page:
+                    return sessions
+                offset = next_page["offset"]
+
+    async def add_to_group(self, username: str, group: str, client: httpx.AsyncClient) -> None:
+        """Temporary users join ``group``: the culler removes exactly that group's users."""
+        await self._call(client, "POST", f"groups/{quote(group)}/users", f"add the session to group {group}", json={"users": [username]})
+
     async def hub_status(self) -> dict[str, Any]:
         """For /health: is the hub API answering with our token?"""
         async with self._client() as client:
@@ -105,6 +134,16 @@ class Launcher(LoggingConfigurable):
                 return {"ok": response.status_code == 200, "status_code": response.status_code}
             except httpx.HTTPError as e:
                 return {"ok": False, "error": type(e).__name__}
+
+
+def user_slug(slug: str) -> str:
+    """The part of a repository's slug that goes into its temporary users' names."""
+    return slug[:30].strip("-") or "repo"
+
+
+def slug_of(username: str) -> str:
+    """Inverse of ``username_for``: ``binder-<slug>-<8 hex>`` → ``<slug>``."""
+    return username[len(ANONYMOUS_PREFIX) : -9]
 
 
 def _hub_message(response: httpx.Response) -> str:

@@ -95,7 +95,13 @@ class LaunchPipeline:
         return environment
 
     async def _launch(self, request: LaunchRequest, resolved: ResolvedRepo, environment, emit: Emit) -> dict[str, Any]:
-        self.service.admission_check(resolved)
+        reservation = await self.service.admit(resolved)
+        try:
+            return await self._start_session(request, resolved, environment, emit)
+        finally:
+            self.service.admission.release(reservation)
+
+    async def _start_session(self, request: LaunchRequest, resolved: ResolvedRepo, environment, emit: Emit) -> dict[str, Any]:
         await emit(event(LAUNCHING, "Launching server...\n"))
         persistent = f"v2/{resolved.provider}/{resolved.persistent_spec}"
         options = {

@@ -34,7 +34,6 @@ const KNOWN_RULES = {
  * @prop {string} displayName     e.g. "GitHub"
  * @prop {RegExp[]} detect        rules that recognise a pasted URL; named groups `repo` and optional `ref`
  * @prop {RegExp[]} knownRules    this page's own rules for a well-known provider (see KNOWN_RULES)
- * @prop {string} label           label for the repository field
  * @prop {string} placeholder     example input
  * @prop {boolean} urlEncode      whether the repo part is percent-encoded in the spec (git URLs, GitLab groups)
  * @prop {boolean} refEnabled     whether the provider takes a branch/tag/commit
@@ -62,11 +61,11 @@ function asList(value) {
 /**
  * One provider entry of /api/repoproviders in a single shape. Accepts BinderHub's current
  * `display_config` shape (displayName, detect.regex, repo.*, ref.*) as well as the older
- * one (display_name, regex_detect, labels.*), so the page works with either service.
+ * one (display_name, regex_detect, labels.ref_prop_disabled), so the page works with either.
  * @returns {Provider}
  */
 export function normaliseProvider(raw) {
-  const id = raw.id ?? raw.name ?? raw.provider;
+  const id = raw.id;
   const labels = raw.labels ?? {};
   const ref = raw.ref ?? {};
   const repo = raw.repo ?? {};
@@ -77,9 +76,8 @@ export function normaliseProvider(raw) {
     displayName: raw.displayName ?? raw.display_name ?? id,
     detect: (rules.length > 0 ? rules : (KNOWN_RULES[id] ?? [])).map(compileRule).filter(Boolean),
     knownRules: (KNOWN_RULES[id] ?? []).map(compileRule),
-    label: repo.label ?? labels.text ?? raw.displayName ?? raw.display_name ?? id,
-    placeholder: repo.placeholder ?? "",
-    urlEncode: repo.urlEncode ?? repo.url_encode ?? false,
+    placeholder: (repo.placeholder ?? "").replace(/^example:\s*/, ""),
+    urlEncode: repo.urlEncode ?? false,
     refEnabled,
     refDefault: refEnabled ? (ref.default ?? "HEAD") : "",
   };

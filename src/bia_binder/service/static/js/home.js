@@ -25,6 +25,7 @@ const launchButton = document.getElementById("launch-button");
 const publicBaseUrl = new URL(document.body.dataset.baseUrl, window.location.origin);
 const badgeImageUrl = new URL("badge_logo.svg", publicBaseUrl).toString();
 const initialStatus = repoStatus.innerHTML;
+const initialPlaceholder = repoInput.placeholder;
 
 /** The providers embedded in the page, or fetched from the API when the page has none. */
 async function loadProviders() {
@@ -112,10 +113,12 @@ function showShare(url) {
 }
 
 function update(providers) {
+  const chosen = providers.find((p) => p.id === providerSelect.value);
+  repoInput.placeholder = chosen?.placeholder || initialPlaceholder;
   const result = readForm(providers);
   if (result.state === "empty") {
     setStatus(initialStatus, false);
-    showRefField(providers.find((p) => p.id === providerSelect.value));
+    showRefField(chosen);
   } else if (result.state === "error") {
     setStatus(escapeHtml(result.message), true);
   } else {

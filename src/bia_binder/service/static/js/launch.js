@@ -4,7 +4,7 @@
  */
 import { redirectUrl } from "./binder-url.js";
 import { makeCopyButton } from "./clipboard.js";
-import { Terminal } from "./terminal.js";
+import { Terminal, plainText } from "./terminal.js";
 
 const root = document.getElementById("launch");
 const statusLine = document.getElementById("launch-status");
@@ -12,7 +12,17 @@ const progressBar = document.getElementById("progress-bar");
 const elapsedLabel = document.getElementById("elapsed");
 const followButton = document.getElementById("follow-button");
 const logElement = document.getElementById("log");
-const specTitle = document.querySelector(".launch-spec").textContent;
+const specTitle = readableSpec(document.querySelector(".launch-spec"));
+
+/** Show a git provider's percent-encoded URL as the URL a person would recognise. */
+function readableSpec(element) {
+  try {
+    element.textContent = decodeURIComponent(element.textContent);
+  } catch {
+    // not valid percent-encoding: keep it as it is
+  }
+  return element.textContent;
+}
 
 const STEPS = ["waiting", "fetching", "building", "launching", "ready"];
 
@@ -74,7 +84,8 @@ function enterStep(step) {
     const element = stepElement(earlier);
     if (!element.dataset.state) {
       element.dataset.state = "skipped";
-      element.querySelector(".phase-time").textContent = "skipped";
+      // no waiting is a wait of 0:00; a build step not run means the environment was cached
+      element.querySelector(".phase-time").textContent = earlier === "waiting" ? formatDuration(0) : "skipped";
     }
   }
   stepElement(step).dataset.state = "current";
@@ -120,7 +131,7 @@ function showFailure(message, statusCode, tailLines) {
   setStatus("Launch failed");
   setFavicon("Failed");
   document.title = `Failed: ${specTitle} · bia-binder`;
-  document.getElementById("error-message").textContent = message.trim() || "The launch failed.";
+  document.getElementById("error-message").textContent = plainText(message).trim() || "The launch failed.";
   document.getElementById("error-advice").textContent = ADVICE[statusCode] ?? DEFAULT_ADVICE;
   document.getElementById("retry-link").href = window.location.href;
   if (tailLines.length > 0) {
@@ -129,6 +140,8 @@ function showFailure(message, statusCode, tailLines) {
   }
   const panel = document.getElementById("error-panel");
   panel.hidden = false;
+  const tail = document.getElementById("error-tail");
+  tail.scrollTop = tail.scrollHeight; // the cause is usually in the very last lines
   showLog(true);
   document.getElementById("error-heading").focus();
 }
@@ -186,6 +199,10 @@ function main() {
     } else if (phase === "ready") {
       finished = true;
       source.close();
+      if (typeof event.url !== "string" || !event.url) {
+        showFailure("The server started, but the service did not say where it is.", 502, terminal.tail(8));
+        return;
+      }
       showPhase("ready");
       openServer(event);
     } else {

@@ -29,7 +29,7 @@ function plainStyle() {
 }
 
 /** Apply one SGR (`ESC[...m`) parameter list to a style; unknown codes are ignored. */
-export function applySgr(style, params) {
+function applySgr(style, params) {
   const codes = params === "" ? [0] : params.split(";").map((p) => Number.parseInt(p || "0", 10));
   for (let i = 0; i < codes.length; i++) {
     const code = codes[i];
@@ -78,6 +78,11 @@ function styleClasses(style) {
   return classes.join(" ");
 }
 
+/** `text` without escape sequences, for places that are not a terminal (the error panel). */
+export function plainText(text) {
+  return text.replace(CONTROL, (match) => (match === "\n" || match === "\r\n" ? "\n" : ""));
+}
+
 /** Runs of text with equal keys share one DOM node. */
 function styleKey(style) {
   return `${styleClasses(style)}|${style.fgRgb ?? ""}|${style.bgRgb ?? ""}`.replace(/^\|\|$/, "");
@@ -122,7 +127,10 @@ export class Terminal {
       if (whole === "\n" || whole === "\r\n") this.newLine();
       else if (whole === "\r") this.pendingCarriageReturn = true;
       else if (final === "m") applySgr(this.style, params);
-      else if (final === "K") this.clearLine();
+      else if (final === "K" && (params === "1" || params === "2" || this.pendingCarriageReturn)) {
+        // erase-in-line; with the cursor always at the end of the line, "to end" erases nothing
+        this.clearLine();
+      }
     }
     this.writeText(text.slice(last));
     this.scheduleScroll();
