@@ -58,7 +58,7 @@ class BinderStack:
         self.log_path = self.data_dir / "up.log"
 
     # --- lifecycle ---------------------------------------------------------------------------
-    def start(self, timeout: float = 90) -> "BinderStack":
+    def start(self, timeout: float = 180) -> "BinderStack":
         self.git.start()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [sys.executable, "-m", "bia_binder.cli", "up", "--port", str(self.port), "--data-dir", str(self.data_dir), *self.extra_args]
