@@ -49,6 +49,14 @@ const ADVICE = {
   504: "A service this launch depends on took too long to answer. Try again in a minute.",
 };
 const DEFAULT_ADVICE = "Try again. If it fails again, the log below has the details.";
+/** A 500 once the environment is built is not the repository's fault. */
+const LAUNCH_ADVICE =
+  "The environment was built, but its server did not start. Try again; if it keeps failing, tell the operator of this service what the log says.";
+
+function adviceFor(statusCode, step) {
+  if (statusCode === 500 && step === "launching") return LAUNCH_ADVICE;
+  return ADVICE[statusCode] ?? DEFAULT_ADVICE;
+}
 const CONNECTION_LOST = "The connection to the build service was lost before the launch finished.";
 
 const started = performance.now();
@@ -132,7 +140,7 @@ function showFailure(message, statusCode, tailLines) {
   setFavicon("Failed");
   document.title = `Failed: ${specTitle} · bia-binder`;
   document.getElementById("error-message").textContent = plainText(message).trim() || "The launch failed.";
-  document.getElementById("error-advice").textContent = ADVICE[statusCode] ?? DEFAULT_ADVICE;
+  document.getElementById("error-advice").textContent = adviceFor(statusCode, currentStep);
   document.getElementById("retry-link").href = window.location.href;
   if (tailLines.length > 0) {
     document.getElementById("error-tail").textContent = tailLines.join("\n");
