@@ -53,6 +53,8 @@ DETECT_CASES = [
     ("gh", "https://github.com/org/repo/tree/feature/x", {"repo": "org/repo", "ref": "feature/x"}),
     ("gl", "https://gitlab.com/group/sub/project", {"repo": "group/sub/project"}),
     ("gl", "https://gitlab.com/group/project/-/tree/dev", {"repo": "group/project", "ref": "dev"}),
+    ("gl", "group/project", {"repo": "group/project"}),
+    ("gl", "xx", None),  # a bare word is not a GitLab project (namespace/project)
     ("gist", "https://gist.github.com/user/8a658f7f63b13768d1e75fa2464f5092",
      {"repo": "user/8a658f7f63b13768d1e75fa2464f5092"}),
     ("zenodo", "https://doi.org/10.5281/zenodo.3242074", {"repo": "10.5281/zenodo.3242074"}),

@@ -24,7 +24,7 @@ class GitLabProvider(RepoProvider):
         "displayName": "GitLab",
         "id": "gl",
         "spec": {"validateRegex": r"[^/]+/.+"},
-        "detect": {"regex": r"^(https?://gitlab\.com/)?(?<repo>[^\s]*?[^/\s])(\.git)?(/-/tree/(?<ref>.+?))?/?$"},
+        "detect": {"regex": r"^(https?://gitlab\.com/)?(?<repo>[^\s/]+(/[^\s/]+)+?)(\.git)?(/-/tree/(?<ref>.+?))?/?$"},
         "repo": {
             "label": "GitLab repository name or URL",
             "placeholder": "example: https://gitlab.com/mosaik/examples/mosaik-tutorials-on-binder or mosaik/examples/mosaik-tutorials-on-binder",

@@ -84,7 +84,6 @@ class LaunchPipeline:
             with tempfile.TemporaryDirectory(prefix="fetch-", dir=self.service.scratch_dir) as scratch:
                 source = Path(scratch) / "repo"
                 source.mkdir()
-                publish(event(FETCHING, f"Fetching {resolved.repo_url} at {resolved.ref}\n"))
                 provider = get_provider(resolved.provider, resolved.spec, parent=self.service)
                 await provider.fetch(resolved, source, lambda line: publish(event(FETCHING, _line(line))))
                 environment = await builder.build(source, key, lambda line: publish(log_event(line)))
