@@ -175,3 +175,36 @@ def test_anonymous_users_are_temporary_group_members(binder_stack, launched):
     username = ready["url"].rstrip("/").rsplit("/", 1)[-1]
     group = hub_api(binder_stack, "GET", "groups/binder-temporary").json()
     assert username in group["users"]
+
+
+EXTENSION_REPO = {
+    "pyproject.toml": (
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        '[project]\nname = "hello-ext"\nversion = "0.1"\n\n'
+        '[tool.setuptools]\npy-modules = ["hello_ext"]\n\n'
+        '[tool.setuptools.data-files]\n"etc/jupyter/jupyter_server_config.d" = ["hello_ext.json"]\n'
+    ),
+    "hello_ext.json": '{"ServerApp": {"jpserver_extensions": {"hello_ext": true}}}\n',
+    "hello_ext.py": (
+        "from jupyter_server.base.handlers import APIHandler\n"
+        "from jupyter_server.utils import url_path_join\n"
+        "import tornado\n\n"
+        "class Hello(APIHandler):\n"
+        "    @tornado.web.authenticated\n"
+        "    def get(self):\n"
+        "        self.finish({'hello': 'from the repository'})\n\n"
+        "def _jupyter_server_extension_points():\n"
+        "    return [{'module': 'hello_ext'}]\n\n"
+        "def _load_jupyter_server_extension(app):\n"
+        "    app.web_app.add_handlers('.*$', [(url_path_join(app.base_url, 'hello'), Hello)])\n"
+    ),
+}
+
+
+def test_server_extension_from_the_repository_loads(binder_stack):
+    """The notebook server runs inside the repository's environment (repo2docker semantics)."""
+    events = binder_stack.launch(binder_stack.git_spec("lab/extension", EXTENSION_REPO))
+    ready = events[-1]
+    assert ready["phase"] == "ready", ready
+    response = httpx.get(f"{ready['url']}hello", params={"token": ready["token"]}, timeout=30)
+    assert response.status_code == 200 and response.json() == {"hello": "from the repository"}
