@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -46,19 +48,35 @@ class Environment:
 
     @property
     def start_script(self) -> Path | None:
-        """The repository's ``start`` file (repo2docker), if any: wraps the session command."""
-        for candidate in (self.repo_dir / "binder" / "start", self.repo_dir / ".binder" / "start", self.repo_dir / "start"):
-            if candidate.is_file():
-                return candidate
-        return None
+        """The repository's ``start`` file (repo2docker), if any: wraps the session command.
+
+        Like every configuration file it is read from ``binder/`` or ``.binder/`` when that folder exists.
+        """
+        config_dir = next(
+            (self.repo_dir / d for d in ("binder", ".binder") if (self.repo_dir / d).is_dir()), self.repo_dir
+        )
+        start = config_dir / "start"
+        return start if start.is_file() else None
 
     def command(self, argv: list[str]) -> list[str]:
         """``argv`` as a session runs it: through ``start`` when the repository has one."""
         start = self.start_script
-        return ["/bin/sh", str(start), *argv] if start else list(argv)
+        if not start:
+            return list(argv)
+        # as repo2docker: the script's own interpreter (#!/bin/bash...) when it names one, else sh
+        runs_itself = os.access(start, os.X_OK) and start.read_bytes()[:2] == b"#!"
+        return [str(start), *argv] if runs_itself else ["/bin/sh", str(start), *argv]
+
+    def session_environ(self, base: Mapping[str, str]) -> dict[str, str]:
+        """The environment variables of a session: ``base`` plus this environment's, its ``bin/`` first on PATH."""
+        environ = {key: value for key, value in base.items() if key not in ("PYTHONHOME", "PYTHONPATH")}
+        environ.update(self.env)
+        environ["VIRTUAL_ENV"] = str(self.env_dir)
+        environ["PATH"] = os.pathsep.join([str(self.bin_dir), base.get("PATH") or os.defpath])
+        return environ
 
     @classmethod
-    def load(cls, root: Path) -> "Environment":
+    def load(cls, root: Path) -> Environment:
         meta = json.loads((root / "environment.json").read_text())
         return cls(key=meta["key"], root=root, buildpack=meta.get("buildpack", "python"), env=meta.get("env", {}))
 

@@ -279,7 +279,7 @@ class EnvBuilder(LoggingConfigurable):
         return env
 
     def _resolutions(self) -> ResolutionCache:
-        return ResolutionCache(self.cache.root / ".resolutions", self.resolution_reuse_seconds)
+        return ResolutionCache(self.cache.root / ".resolutions", self.resolution_reuse_seconds, self.config_hash())
 
     def _conda_pkgs_dir(self) -> Path:
         return Path(self.conda_pkgs_dir) if self.conda_pkgs_dir else self.cache.root / ".conda-pkgs"

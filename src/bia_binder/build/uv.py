@@ -1,0 +1,155 @@
+"""The uv executor: virtual environments and installs hardlinked from uv's cache.
+
+uv is used as a command (the binary shipped with the ``uv`` PyPI package) rather than a library:
+it has no Python API, and its command line is its stable interface.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..events import LaunchError
+from .process import CommandResult
+
+#: runs one command (argv, working directory, extra environment variables) with the build's log and limits
+RunFn = Callable[[Sequence[str], Path | None, dict[str, str]], Awaitable[CommandResult]]
+
+
+#: a plain requirement (name, extras, version, marker): nothing that points at files, URLs or options
+_PLAIN_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[A-Za-z0-9._,\s-]*\])?\s*([<>=!~][^;@]*)?(;[^@]*)?$")
+
+
+@dataclass
+class ResolutionCache:
+    """Recent resolutions of plain requirement lists, reused for equal inputs.
+
+    Resolving needs the package index even when uv's cache holds every package (uv revalidates its
+    index pages); reusing an equal resolution for a short while makes a rebuild of an equal
+    environment a pure offline install from the cache. Inputs naming files, URLs or options are never reused.
+    """
+
+    directory: Path
+    max_age: float
+    salt: str = ""  # what else decides a resolution (the builder's configuration: index, session packages)
+
+    def key(self, args: Sequence[str], interpreter: str) -> str | None:
+        lines: list[str] = []
+        items = iter(args)
+        for arg in items:
+            if arg == "-r":
+                lines += Path(next(items)).read_text(encoding="utf-8", errors="replace").splitlines()
+            else:
+                lines.append(arg)
+        requirements = sorted({line.split("#")[0].strip() for line in lines} - {""})
+        if self.max_age <= 0 or not all(_PLAIN_REQUIREMENT.match(line) for line in requirements):
+            return None
+        return hashlib.sha256(json.dumps([self.salt, interpreter, requirements]).encode()).hexdigest()[:32]
+
+    def get(self, key: str) -> Path | None:
+        path = self.directory / f"{key}.txt"
+        try:
+            fresh = time.time() - path.stat().st_mtime < self.max_age
+        except FileNotFoundError:
+            return None
+        return path if fresh else None
+
+    def put(self, key: str, pins: Path) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        staged = self.directory / f".{key}.{os.getpid()}"
+        shutil.copyfile(pins, staged)
+        os.replace(staged, self.directory / f"{key}.txt")
+
+
+class UvInstaller:
+    """Creates one environment and installs into it."""
+
+    def __init__(
+        self, uv_bin: str, env_dir: Path, run: RunFn, interpreter: str, resolutions: ResolutionCache, scratch_dir: Path
+    ):
+        self.uv_bin = uv_bin
+        self.env_dir = env_dir
+        self.run = run
+        self.interpreter = interpreter
+        self.resolutions = resolutions
+        self.scratch_dir = scratch_dir
+
+    @property
+    def python(self) -> Path:
+        return self.env_dir / "bin" / "python"
+
+    async def create_venv(self, interpreter: str) -> None:
+        # relocatable: the environment is built under a temporary name and then renamed into the cache
+        result = await self.run(
+            [self.uv_bin, "venv", "--relocatable", "--python", interpreter, str(self.env_dir)], None, {}
+        )
+        if result.returncode:
+            raise LaunchError(f"creating the environment failed: {explain_uv_failure(result.tail)}", 500)
+
+    async def pip_install(self, args: Sequence[str], cwd: Path, what: str = "pip install") -> None:
+        key = self.resolutions.key(args, self.interpreter)
+        if key and (pins := self.resolutions.get(key)) and await self._install_pinned_offline(pins, cwd):
+            return
+        result = await self.run([self.uv_bin, "pip", "install", "--python", str(self.python), *args], cwd, {})
+        if result.returncode:
+            raise LaunchError(f"{what} failed: {explain_uv_failure(result.tail)}", 500)
+        if key:
+            self.resolutions.put(key, self.pin_installed(self.scratch_dir / "resolution.txt"))
+
+    async def _install_pinned_offline(self, pins: Path, cwd: Path) -> bool:
+        """Install a recent equal resolution from uv's cache alone; False if the cache cannot serve it."""
+        argv = [self.uv_bin, "pip", "install", "--python", str(self.python), "--offline", "--no-deps", "-r", str(pins)]
+        return (await self.run(argv, cwd, {})).returncode == 0
+
+    async def sync_project(self, project_dir: Path) -> None:
+        """Install a uv project exactly as ``uv.lock`` pins it (non-editable: the tree is moved after the build)."""
+        argv = [self.uv_bin, "sync", "--frozen", "--no-editable", "--python", str(self.python)]
+        result = await self.run(argv, project_dir, {"UV_PROJECT_ENVIRONMENT": str(self.env_dir)})
+        if result.returncode:
+            raise LaunchError(f"installing uv.lock failed: {explain_uv_failure(result.tail)}", 500)
+
+    @property
+    def site_packages(self) -> Path:
+        return next(self.env_dir.glob("lib/python*/site-packages"))
+
+    def pin_installed(self, path: Path) -> Path:
+        """Write the installed ``name==version`` pins to ``path`` (constraints for later installs)."""
+        pins = sorted(
+            f"{dist.metadata['Name']}=={dist.version}"
+            for dist in importlib.metadata.distributions(path=[str(self.site_packages)])
+        )
+        path.write_text("\n".join(pins) + "\n")
+        return path
+
+    async def install_session_packages(self, packages: Sequence[str], constraints: Path, cwd: Path) -> None:
+        """Add the session packages without moving any version the repository locked."""
+        if packages:
+            await self.pip_install(["-c", str(constraints), *packages], cwd, what="installing the session packages")
+
+
+_MISSING = re.compile(r"Because (\S+) was not found in the package registry")
+_NO_VERSION = re.compile(r"Because there is no version of (\S+?)(==|>=|<=|~=|!=|>|<)(\S+?) and")
+#: uv's last "error:"/"cause:" message, up to its hints; lines are joined first (uv wraps long messages)
+_LAST_MESSAGE = re.compile(r".*(?:error:|cause:|Caused by:|×|╰─▶)\s*(.+?)(?:\s+(?:help|hint):.*)?$")
+MAX_REASON = 300
+
+
+def explain_uv_failure(tail: Sequence[str]) -> str:
+    """One line naming the cause of a failed uv command, from the last lines of its output."""
+    text = " ".join(line.strip() for line in tail if line.strip())
+    if match := _MISSING.search(text):
+        return f"No matching distribution for {match[1]!r} (no such package on the package index)"
+    if match := _NO_VERSION.search(text):
+        return f"No matching distribution for '{match[1]}{match[2]}{match[3]}' (no such version on the package index)"
+    match = _LAST_MESSAGE.match(text)
+    reason = match[1] if match else (text or "no output")
+    return reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"

@@ -1,0 +1,111 @@
+"""The container builder's command lines and build pods, checked offline (no engine or cluster needed)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bia_binder.build.container import ContainerBuilder
+from bia_binder.events import LaunchError
+
+URL, SHA, KEY = "https://github.com/org/repo", "0123456789abcdef0123456789abcdef01234567", "a" * 32
+
+
+def test_docker_command_runs_repo2docker_on_the_engine_socket() -> None:
+    builder = ContainerBuilder(engine="docker", repo2docker_image="quay.io/jupyterhub/repo2docker:2024.07.0")
+    assert builder.engine_command(URL, SHA, KEY) == [
+        "docker", "run", "--rm",
+        "--volume", "/var/run/docker.sock:/var/run/docker.sock",
+        "--label", f"bia-binder.build={KEY}",
+        "quay.io/jupyterhub/repo2docker:2024.07.0",
+        "jupyter-repo2docker", "--no-run", "--ref", SHA, "--image-name", f"bia-binder-env-{KEY}", "--", URL,
+    ]  # fmt: skip
+
+
+def test_podman_uses_its_own_socket_and_can_push() -> None:
+    builder = ContainerBuilder(engine="podman", push="always", image_prefix="registry.example.org/binder/env-")
+    command = builder.engine_command(URL, "v1.0", KEY)
+    assert command[:3] == ["podman", "run", "--rm"]
+    assert "/run/podman/podman.sock:/var/run/docker.sock" in command
+    assert command[-7:] == [
+        "--ref",
+        "v1.0",
+        "--image-name",
+        f"registry.example.org/binder/env-{KEY}",
+        "--push",
+        "--",
+        URL,
+    ]
+
+
+@pytest.mark.parametrize("ref", ["main; rm -rf /", "--help", "$(id)", ""])
+def test_refs_that_are_not_refs_are_refused(ref: str) -> None:
+    with pytest.raises(LaunchError) as info:
+        ContainerBuilder().repo2docker_args(URL, ref, KEY)
+    assert info.value.status_code == 400 and "\n" not in info.value.message
+
+
+def test_build_pod_manifest() -> None:
+    builder = ContainerBuilder(
+        engine="kubernetes",
+        namespace="binder-builds",
+        registry_secret="registry-push",
+        build_node_selector={"hub.jupyter.org/node-purpose": "build"},
+        build_memory_limit="6Gi",
+    )
+    pod = builder.build_pod_manifest(URL, SHA, KEY)
+    assert pod["kind"] == "Pod" and pod["metadata"]["namespace"] == "binder-builds"
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", pod["metadata"]["name"]), "a DNS-1123 label"
+    assert all(len(value) <= 63 for value in pod["metadata"]["labels"].values())
+    spec = pod["spec"]
+    assert spec["restartPolicy"] == "Never" and spec["activeDeadlineSeconds"] == builder.build_timeout
+    assert spec["nodeSelector"] == {"hub.jupyter.org/node-purpose": "build"}
+    (container,) = spec["containers"]
+    assert container["args"] == builder.repo2docker_args(URL, SHA, KEY)
+    assert "--push" in container["args"], "on Kubernetes nodes pull the image from the registry"
+    assert container["resources"]["limits"]["memory"] == "6Gi"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert mounts == {"engine-socket": "/var/run/docker.sock", "registry-credentials": "/root/.docker"}
+    assert volumes["registry-credentials"]["secret"]["secretName"] == "registry-push"
+    assert volumes["engine-socket"]["hostPath"]["type"] == "Socket"
+
+
+def test_kubernetes_has_no_engine_command() -> None:
+    with pytest.raises(ValueError):
+        ContainerBuilder(engine="kubernetes").engine_command(URL, SHA, KEY)
+
+
+def write_engine(bin_dir: Path, script: str) -> None:
+    """A stand-in `docker` that behaves like the real client at its edges: output lines and an exit status."""
+    bin_dir.mkdir(exist_ok=True)
+    engine = bin_dir / "docker"
+    engine.write_text("#!/bin/sh\n" + script)
+    engine.chmod(0o755)
+
+
+async def test_build_streams_the_log_and_returns_the_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_engine(tmp_path / "bin", 'for arg in "$@"; do echo "arg: $arg"; done\n')
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    lines: list[str] = []
+    image = await ContainerBuilder(engine="docker").build(URL, SHA, KEY, lines.append)
+    assert image == f"bia-binder-env-{KEY}"
+    assert lines[-1] == f"arg: {URL}\n" and "arg: --no-run\n" in lines
+
+
+async def test_failed_container_build_names_the_cause(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_engine(
+        tmp_path / "bin",
+        'echo "Step 3/9 : RUN apt-get install nosuch"\necho "E: Unable to locate package nosuch"\nexit 100\n',
+    )
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    with pytest.raises(LaunchError, match=r"exit status 100\): E: Unable to locate package nosuch"):
+        await ContainerBuilder(engine="docker").build(URL, SHA, KEY, lambda line: None)
+
+
+async def test_missing_engine_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(LaunchError, match="needs podman, which is not installed here"):
+        await ContainerBuilder(engine="podman").build(URL, SHA, KEY, lambda line: None)
