@@ -40,16 +40,18 @@ def bare_server_start(env_dir: Path, workdir: Path) -> float:
     port = free_port()
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [str(env_dir / "bin" / "jupyter"), "server", "--no-browser", f"--port={port}", "--IdentityProvider.token=bench", f"--ServerApp.root_dir={workdir}"],
+        [str(env_dir / "bin" / "jupyter"), "server", "--no-browser", "--allow-root", f"--port={port}",
+         "--IdentityProvider.token=bench", f"--ServerApp.root_dir={workdir}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        while True:
+        while proc.poll() is None:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/api", timeout=2).status_code == 200:
                     return time.perf_counter() - started
             except httpx.TransportError:
                 time.sleep(0.01)
+        raise RuntimeError(f"jupyter server exited with {proc.returncode}")
     finally:
         proc.terminate()
         proc.wait(30)
