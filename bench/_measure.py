@@ -1,0 +1,105 @@
+"""Timed reads for the data benchmark, each method in its own process so none inherits another's
+connections, caches or zarr settings.
+
+    python bench/_measure.py METHOD URL     # then one line "run" per timed read on stdin
+
+A reader process imports its library and discards one warm-up read of level 0 (thread pools,
+memory allocator, connections, lazy imports), prints "ready", then answers each "run" with the
+seconds one read of level 0 took; the caller interleaves methods so load spikes hit all alike.
+``thumbnail`` and ``import`` are timed once, cold, as a user first sees them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+
+
+def ideal(url: str, level: int) -> int:
+    """The server's own ceiling: every stored chunk of the level fetched raw, 128 requests in flight."""
+    import aiohttp
+    import zarr
+
+    array = zarr.open_array(f"{url}/{level}", mode="r")
+    grid = [range(math.ceil(s / c)) for s, c in zip(array.shape, array.chunks)]
+    keys = [f"{url}/{level}/{'/'.join(map(str, index))}" for index in itertools.product(*grid)]
+
+    async def fetch_all() -> int:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=128)) as session:
+
+            async def fetch(key: str) -> int:
+                async with session.get(key) as response:
+                    return len(await response.read())
+
+            return sum(await asyncio.gather(*(fetch(k) for k in keys)))
+
+    return asyncio.run(fetch_all())
+
+
+def bia_binder(url: str, level: int) -> int:
+    from bia_binder.data import open_ome_zarr
+
+    return open_ome_zarr(url).levels[level].compute().nbytes
+
+
+def bia_binder_zarr(url: str, level: int) -> int:
+    """The same library's zarr arrays, read without dask."""
+    from bia_binder.data import open_ome_zarr
+
+    return open_ome_zarr(url).arrays[level][...].nbytes
+
+
+def ome_zarr_py(url: str, level: int) -> int:
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    node = next(iter(Reader(parse_url(url))()))
+    return node.data[level].compute().nbytes
+
+
+def zarr_dask(url: str, level: int) -> int:
+    import dask.array as da
+    import zarr
+
+    return da.from_zarr(zarr.open_array(f"{url}/{level}", mode="r")).compute().nbytes
+
+
+def thumbnail(url: str) -> int:
+    from bia_binder.data import open_ome_zarr  # imported before the clock starts: see __main__
+
+    return open_ome_zarr(url).thumbnail().nbytes
+
+
+def timed(read: Callable[[], int]) -> float:
+    started = time.perf_counter()
+    read()
+    return time.perf_counter() - started
+
+
+READS = {f.__name__: f for f in (ideal, bia_binder, bia_binder_zarr, ome_zarr_py, zarr_dask)}
+
+def serve(method: str, url: str) -> None:
+    read = READS[method]
+    read(url, 0)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "run":
+            print(json.dumps(timed(lambda: read(url, 0))), flush=True)
+
+
+if __name__ == "__main__":
+    method, url = sys.argv[1], sys.argv[2]
+    if method == "import":
+        print(json.dumps(timed(lambda: bool(__import__("bia_binder.data")))))
+    elif method == "thumbnail":
+        # a session imports once (timed as "import"); the thumbnail is what users then wait for
+        import bia_binder.data
+
+        print(json.dumps(timed(lambda: thumbnail(url))))
+    else:
+        serve(method, url)

@@ -1,0 +1,153 @@
+"""Benchmark: read a whole OME-Zarr level over HTTP with added latency, bia_binder.data against
+ome-zarr-py's Reader and plain zarr + dask, and the server's ideal-concurrency ceiling; plus the
+time to a first thumbnail. Prints a table of medians; each method reads in its own process after
+a discarded warm-up, rounds interleave the methods (see ``_measure.py``); thumbnails are cold.
+
+    .venv/bin/python bench/bench_data.py                 # 256 MiB, 20 ms, 5 runs (~2 minutes)
+    .venv/bin/python bench/bench_data.py --size-mib 512 --latency-ms 50 --runs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+BENCH = Path(__file__).resolve().parent
+CHUNK = 1024  # 1024 x 1024 uint16 = 2 MiB per chunk, typical of bioformats2raw output
+METHODS = (
+    ("ideal", "loopback server, 128 requests in flight (raw chunks)"),
+    ("bia_binder", "bia_binder.data open_ome_zarr(...).levels[0] (dask)"),
+    ("bia_binder_zarr", "bia_binder.data open_ome_zarr(...).arrays[0][...]"),
+    ("ome_zarr_py", "ome-zarr-py Reader node.data[0]"),
+    ("zarr_dask", "zarr.open_array + dask.array.from_zarr"),
+)
+
+
+def write_image(root: Path, size_mib: int) -> tuple[int, ...]:
+    """An OME-Zarr 0.4 image (zarr v2, blosc-lz4) with a pyramid down to 512 px for thumbnails."""
+    planes = max(1, size_mib * 2**20 // (4096 * 4096 * 2))
+    shape = (1, planes, 4096, 4096)
+    rng = np.random.default_rng(0)
+    group = zarr.open_group(root, mode="w", zarr_format=2)
+    levels = 4
+    for level in range(levels):
+        side = 4096 >> level
+        array = group.create_array(
+            str(level), shape=(1, planes, side, side), dtype="uint16",
+            chunks=(1, 1, min(CHUNK, side), min(CHUNK, side)),
+            chunk_key_encoding={"name": "v2", "separator": "/"},
+        )
+        for z in range(planes):  # noisy data: compresses little, like real camera images
+            array[0, z] = rng.integers(0, 4096, size=(side, side), dtype=np.uint16)
+    axes = [{"name": "c", "type": "channel"}] + [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
+    group.attrs["multiscales"] = [{
+        "version": "0.4", "axes": axes,
+        "datasets": [{"path": str(level), "coordinateTransformations": [
+            {"type": "scale", "scale": [1.0, 1.0, 2.0**level, 2.0**level]}]} for level in range(levels)],
+    }]
+    group.attrs["omero"] = {"channels": [{"label": "noise", "color": "FFFFFF", "window": {"start": 0, "end": 4095}}]}
+    return shape
+
+
+def start_server(root: Path, latency_ms: float) -> tuple[subprocess.Popen, str]:
+    server = subprocess.Popen(
+        [sys.executable, str(BENCH / "_latency_server.py"), str(root), "--latency-ms", str(latency_ms)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    port = server.stdout.readline().strip()
+    if not port.isdigit():
+        server.kill()
+        raise SystemExit("the benchmark server did not start")
+    return server, f"http://127.0.0.1:{port}/image.zarr"
+
+
+def cold(method: str, url: str) -> float:
+    """One timing in a fresh process (thumbnail, import)."""
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "_measure.py"), method, url],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"{method} failed:\n{result.stderr[-2000:]}")
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+class Reader:
+    """A process reading level 0 with one method, timed on request."""
+
+    def __init__(self, method: str, url: str) -> None:
+        self.method = method
+        self.process = subprocess.Popen(
+            [sys.executable, str(BENCH / "_measure.py"), method, url],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        if self.process.stdout.readline().strip() != "ready":
+            self.process.kill()
+            raise SystemExit(f"{method} failed to start (see its output above)")
+
+    def run(self) -> float:
+        self.process.stdin.write("run\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        if not answer:
+            raise SystemExit(f"{self.method} died (see its output above)")
+        return float(answer)
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=256, help="size of the level read (default 256)")
+    parser.add_argument("--latency-ms", type=float, default=20.0, help="latency added to every request (default 20)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per method; the table shows medians (default 5)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
+        started = time.perf_counter()
+        shape = write_image(Path(tmp) / "image.zarr", args.size_mib)
+        level_mib = math.prod(shape) * 2 / 2**20
+        print(f"level 0: {shape} uint16 = {level_mib:.0f} MiB in {CHUNK}x{CHUNK} chunks "
+              f"(written in {time.perf_counter() - started:.1f} s); {args.latency_ms:g} ms per request; "
+              f"median of {args.runs} runs", flush=True)
+        server, url = start_server(Path(tmp), args.latency_ms)
+        try:
+            readers = [Reader(name, url) for name, _ in METHODS]
+            seconds: dict[str, list[float]] = {name: [] for name, _ in METHODS}
+            try:
+                for _ in range(args.runs):
+                    for reader in readers:
+                        seconds[reader.method].append(reader.run())
+            finally:
+                for reader in readers:
+                    reader.close()
+            thumbnails = [cold("thumbnail", url) for _ in range(args.runs)]
+            imports = [cold("import", url) for _ in range(args.runs)]
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+    medians = {name: statistics.median(values) for name, values in seconds.items()}
+    print(f"\n{'method':<52} {'median s':>9} {'MiB/s':>8} {'% ideal':>8} {'x ome-zarr-py':>14}")
+    for name, label in METHODS:
+        rate = level_mib / medians[name]
+        print(f"{label:<52} {medians[name]:>9.2f} {rate:>8.0f} {100 * medians['ideal'] / medians[name]:>7.0f}% "
+              f"{medians['ome_zarr_py'] / medians[name]:>13.1f}x")
+    print(f"{'first thumbnail (cold process, smallest level)':<52} {statistics.median(thumbnails):>9.2f}")
+    print(f"{'import bia_binder.data (cold process)':<52} {statistics.median(imports):>9.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
