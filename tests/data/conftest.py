@@ -72,6 +72,24 @@ def _generate(root: Path) -> dict[tuple[str, str], Path]:
     return written
 
 
+IDR_CATALOGUE_KEY = "catalogue/table.csv"
+_CATALOGUE_COLUMNS = "OME-NGFF version,File Path,Study,Representative Image ID,Thumbnail"
+
+
+def _idr_catalogue(endpoint: str) -> str:
+    """A small catalogue with the columns of IDR's ome-ngff-samples table, naming the stores above.
+
+    Image 1921421 has two exports (0.4 plate and 0.5 plate): the newest version must win.
+    """
+    rows = [
+        f"0.4,https://livingobjects.ebi.ac.uk/{IDR_V04[0]}/{IDR_V04[1]},idr0062A,6001247,",
+        f"0.4,https://livingobjects.ebi.ac.uk/{IDR_PLATE_V04[0]}/{IDR_PLATE_V04[1]},idr0010,1921421,",
+        f"0.5,https://livingobjects.ebi.ac.uk/{IDR_PLATE_V05[0]}/{IDR_PLATE_V05[1]},idr0010,1921421,"
+        f"https://livingobjects.ebi.ac.uk/{IDR_PLATE_V05[0]}/{IDR_PLATE_V05[1]}/A/2/0/",
+    ]
+    return "\n".join([_CATALOGUE_COLUMNS, *rows]) + "\n"
+
+
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -85,6 +103,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
             _public_bucket(client, bucket)
         for location, folder in _generate(tmp_path_factory.mktemp("stores")).items():
             _upload(client, folder, location)
+        client.put_object(Bucket="idr", Key=IDR_CATALOGUE_KEY, Body=_idr_catalogue(endpoint).encode())
         yield S3(endpoint)
     finally:
         server.stop()
@@ -106,6 +125,7 @@ def endpoints(services: FakeServer, s3: S3, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("BIA_BINDER_BIA_API_URL", f"{services.url}/bia")
     monkeypatch.setenv("BIA_BINDER_IDR_URL", f"{services.url}/idr")
     monkeypatch.setenv("BIA_BINDER_S3_ENDPOINT", s3.endpoint)
+    monkeypatch.setenv("BIA_BINDER_IDR_CATALOGUE", f"{s3.endpoint}/idr/{IDR_CATALOGUE_KEY}")
     monkeypatch.setenv("BIA_BINDER_HTTP_TIMEOUT", "10")
     monkeypatch.setenv("BIA_BINDER_HTTP_BACKOFF", "0.05")
     services.faults.clear()

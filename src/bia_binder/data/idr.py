@@ -8,9 +8,11 @@
 from __future__ import annotations
 
 import csv
+import io
+import os
 from collections.abc import Iterator
 from functools import cache, cached_property
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import dask.array as da
@@ -22,8 +24,9 @@ from .omezarr import Image as OMEZarrImage
 from .omezarr import open_ome_zarr
 
 PAGE_SIZE = 500  # IDR's ``maxLimit``
-#: IDR's catalogue of its OME-Zarr exports (github.com/IDR/ome-ngff-samples), shipped with the package
-CATALOGUE = "idr_ome_ngff_samples.csv"
+#: IDR's published catalogue of its OME-Zarr exports (github.com/IDR/ome-ngff-samples); a path or
+#: URL in BIA_BINDER_IDR_CATALOGUE replaces it (a mirror, or a local copy for offline use)
+CATALOGUE_URL = "https://raw.githubusercontent.com/IDR/ome-ngff-samples/main/_data/table.csv"
 
 
 class API:
@@ -220,20 +223,29 @@ def screens(*, url: str | None = None) -> Iterator[Screen]:
     return (Screen(s, api) for s in api.pages("screens/", what="IDR screens"))
 
 
-@cache
 def ome_zarr_exports() -> dict[int, str]:
     """Image id -> URL of its newest OME-Zarr export (a plate's entry points at its first field)."""
+    return _exports_from(os.environ.get("BIA_BINDER_IDR_CATALOGUE") or CATALOGUE_URL)
+
+
+@cache
+def _exports_from(source: str) -> dict[int, str]:
     newest: dict[int, tuple[tuple[int, ...], str]] = {}
-    with resources.files(__package__).joinpath(CATALOGUE).open(encoding="utf-8") as table:
-        for row in csv.DictReader(table):
-            image_id = row.get("Representative Image ID", "").strip()
-            if not image_id.isdigit():
-                continue
-            version = tuple(int(p) for p in row["OME-NGFF version"].split("."))
-            url = (row.get("Thumbnail") or "").strip() or row["File Path"].strip()
-            if int(image_id) not in newest or version > newest[int(image_id)][0]:
-                newest[int(image_id)] = (version, url.rstrip("/"))
+    for row in csv.DictReader(io.StringIO(_read_catalogue(source))):
+        image_id = row.get("Representative Image ID", "").strip()
+        if not image_id.isdigit():
+            continue
+        version = tuple(int(p) for p in row["OME-NGFF version"].split("."))
+        url = (row.get("Thumbnail") or "").strip() or row["File Path"].strip()
+        if int(image_id) not in newest or version > newest[int(image_id)][0]:
+            newest[int(image_id)] = (version, url.rstrip("/"))
     return {image_id: url for image_id, (_, url) in newest.items()}
+
+
+def _read_catalogue(source: str) -> str:
+    if source.startswith(("http://", "https://")):
+        return shared_client().get(source, what="IDR's OME-Zarr catalogue").text
+    return Path(source).read_text(encoding="utf-8")
 
 
 __all__ = [
