@@ -14,21 +14,18 @@ from pathlib import Path
 import boto3
 import pytest
 from jupyterhub.spawner import Spawner
-from moto.server import ThreadedMotoServer
 from traitlets.config import Config
 
 from bia_binder.hub.rclone import RCLONE_CONFIG_ENV, RcloneRemotes, configure_rclone
+from tests.s3server import MotoServer
 
 pytestmark = pytest.mark.skipif(shutil.which("rclone") is None, reason="rclone not installed (make install)")
 
 
 @pytest.fixture
 def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with MotoServer() as server:
+        yield server.endpoint
 
 
 @pytest.fixture
