@@ -36,9 +36,9 @@ from bia_binder.service import __file__ as service_init
 from bia_binder.service.badge import badge_svg
 
 SERVICE_DIR = Path(service_init).parent
-RECORDED_STREAM = Path(
-    os.environ.get("BIA_BINDER_REFERENCE_DATA", "/work/shared/reference-data")
-) / "binderhub" / "fullbuild.eventsource"
+#: shared/ sits beside the repository's checkout (here and in CI)
+REFERENCE_DATA = Path(__file__).resolve().parents[3] / "shared" / "reference-data"
+RECORDED_STREAM = Path(os.environ.get("BIA_BINDER_REFERENCE_DATA", REFERENCE_DATA)) / "binderhub" / "fullbuild.eventsource"
 
 #: What the real service answers on /api/repoproviders (the providers' own display_config).
 REPOPROVIDERS: list[dict[str, Any]] = repoproviders_api()
