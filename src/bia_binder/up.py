@@ -72,11 +72,11 @@ def settings_from_args(args: argparse.Namespace) -> UpSettings:
 
 
 def prepare_data_dir(data_dir: Path) -> None:
-    for sub in ("envs", "sessions", "scratch", "secrets"):
+    for sub in ("envs", "sessions", "homes", "scratch", "secrets"):
         (data_dir / sub).mkdir(parents=True, exist_ok=True)
     # Session uids must traverse (not list) the data dir to reach their home and environment;
     # the hub's cookie secret stays private to us.
-    for path in (data_dir, data_dir / "envs", data_dir / "sessions"):
+    for path in (data_dir, data_dir / "envs", data_dir / "sessions", data_dir / "homes"):
         os.chmod(path, 0o711)
     os.chmod(data_dir / "secrets", 0o700)
 
@@ -97,7 +97,21 @@ def print_guarantees(settings: UpSettings) -> None:
     print(report.text(), flush=True)
 
 
+def check_auth(mode: str) -> None:
+    """A mode lacking its secret stops here with one line, not with a hub dying at start-up."""
+    if mode == "none":
+        return
+    from .hub.auth import AuthConfigError, check_auth_environment
+
+    try:
+        check_auth_environment(mode)
+    except AuthConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def run_up(args: argparse.Namespace) -> int:
+    check_auth(args.auth)
     settings = settings_from_args(args)
     prepare_data_dir(Path(settings.data_dir))
     print_guarantees(settings)

@@ -4,15 +4,24 @@ Anonymous (binder) launches follow BinderHub's BinderSpawner contract: the binde
 starts the server through the hub REST API with ``user_options`` naming the environment and a
 token; the server is a plain Jupyter server that accepts only that token (no hub login), so
 the launch link works for whoever holds it, and for nobody else.
+
+Logged-in users choose a resource profile and an environment in the options form
+(:mod:`bia_binder.hub.options`): the default bioimage environment or a repository, built here
+when not cached yet. Their session is ``jupyterhub-singleuser`` (hub OAuth) working in their
+persistent, quota-enforced home (:class:`~bia_binder.hub.homes.HomeManager`); a repository is
+copied into ``~/<repo-slug>`` on first use, like a persistent binder.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 import signal
+import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -22,27 +31,47 @@ from traitlets import Any, Float, Unicode, default
 
 import bia_binder
 
+from ..build import EnvBuilder
 from ..build.base import Environment
 from ..events import LaunchError
+from ..providers import get_provider
+from .dask import session_dask_environment
+from .homes import HomeError, HomeManager, home_name
+from .options import SessionChoice, options_from_form, parse_session_options, render_options_form
 from .profiles import ResourceProfile, ResourceProfiles
+from .rclone import RCLONE_CONFIG_ENV
 from .sandbox import Sandbox
 
 #: the directory holding the bia_binder package: sessions import bia_binder.data from it (read-only)
 DATA_LIBRARY_PATH = Path(bia_binder.__file__).resolve().parents[1]
+DEFAULT_ENVIRONMENT_REQUIREMENTS = Path(__file__).parent / "default_env" / "requirements.txt"
 
 #: user_options the binder service may pass; forwarded to the session as BINDER_* variables
 BINDER_REQUEST_KEYS = ("repo_url", "binder_ref_url", "binder_launch_host", "binder_persistent_request", "binder_request")
 
 ANONYMOUS_PREFIX = "binder-"
 
+#: one builder per environment cache for the whole hub, so that sessions asking for the same
+#: environment at once share one build (EnvBuilder joins builds of the same key)
+_BUILDERS: dict[str, EnvBuilder] = {}
+
 
 class BinderSpawner(LocalProcessSpawner):
-    """Starts ``<env>/bin/jupyter lab`` in a per-session home holding a copy of the repository."""
+    """Starts ``<env>/bin/jupyter lab`` (anonymous) or ``jupyterhub-singleuser`` (logged in), sandboxed."""
 
     environments_dir = Unicode(
         config=True, help="The builder's cache directory: user_options['environment'] must name an entry in it."
     )
     sessions_dir = Unicode(config=True, help="Parent directory of the per-session working directories.")
+    scratch_dir = Unicode(
+        "", config=True, help="Where repositories are fetched before a build (empty: the system's temporary directory)."
+    )
+    default_environment_requirements = Unicode(
+        str(DEFAULT_ENVIRONMENT_REQUIREMENTS),
+        config=True,
+        help="requirements.txt of the default bioimage environment logged-in users get; built on first use, "
+        "rebuilt when its content changes.",
+    )
     ready_poll_interval = Float(
         0.05,
         config=True,
@@ -51,10 +80,23 @@ class BinderSpawner(LocalProcessSpawner):
     )
 
     sandbox_session = Any(None, help="The running session's sandbox handle (bia_binder.hub.sandbox.Session).")
+    environment_in_use = Any(None, help="The running session's Environment.")
+    profile_in_use = Any(None, help="The running session's ResourceProfile.")
+    home_dir = Unicode("", help="A logged-in user's home while their session runs.")
+    build_log = Any(None, help="Lines of the environment build of the starting session, shown as spawn progress.")
 
     @default("start_timeout")
     def _default_start_timeout(self) -> int:
         return 120
+
+    @default("options_form")
+    def _default_options_form(self) -> Callable[[LocalProcessSpawner], str]:
+        # a callable: anonymous users (started by the binder service) get no form
+        return lambda spawner: "" if spawner.is_anonymous else render_options_form(spawner.profiles.logged_in_profiles())
+
+    @default("options_from_form")
+    def _default_options_from_form(self) -> Callable:
+        return options_from_form
 
     # --- the pieces of a session -------------------------------------------------------------
 
@@ -64,7 +106,17 @@ class BinderSpawner(LocalProcessSpawner):
 
     @property
     def home(self) -> Path:
-        return Path(self.sessions_dir) / self.user.name
+        if self.is_anonymous:
+            return Path(self.sessions_dir) / self.user.name
+        return Path(self.home_dir)
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.sessions_dir) / f".{self.user.name}.log"
+
+    @property
+    def profiles(self) -> ResourceProfiles:
+        return ResourceProfiles(parent=self)
 
     @property
     def runs_as_root(self) -> bool:
@@ -72,20 +124,26 @@ class BinderSpawner(LocalProcessSpawner):
         separate = self.sandbox_session is not None and self.sandbox_session.separate_uid
         return os.geteuid() == 0 and not separate
 
-    def resource_profile(self) -> ResourceProfile:
-        profiles = ResourceProfiles(parent=self)
-        if self.is_anonymous:
-            return profiles.anonymous_profile()
-        wanted = self.user_options.get("profile")
-        return profiles.by_slug(wanted) if wanted else profiles.logged_in_profiles()[0]
+    def resource_profile(self, choice: SessionChoice | None) -> ResourceProfile:
+        if choice is None:
+            return self.profiles.anonymous_profile()
+        return self.profiles.by_slug(choice.profile) if choice.profile else self.profiles.logged_in_profiles()[0]
 
-    def enter_sandbox(self, environment: Environment) -> None:
+    def readonly_paths(self, environment: Environment) -> list[Path]:
+        paths = [environment.root, DATA_LIBRARY_PATH]
+        # the rclone config lives in the data dir, which the sandbox hides
+        rclone_config = self.environment.get(RCLONE_CONFIG_ENV)
+        if rclone_config and Path(rclone_config).is_file():
+            paths.append(Path(rclone_config))
+        return paths
+
+    def enter_sandbox(self, environment: Environment, profile: ResourceProfile) -> None:
         """Own uid, cgroup limits of the profile, bubblewrap; refuses anonymous sessions where that fails."""
         self.sandbox_session = Sandbox(parent=self).prepare(
             name=self.user.name,
             home=self.home,
-            profile=self.resource_profile(),
-            readonly=[environment.root, DATA_LIBRARY_PATH],
+            profile=profile,
+            readonly=self.readonly_paths(environment),
             anonymous=self.is_anonymous,
         )
 
@@ -103,6 +161,85 @@ class BinderSpawner(LocalProcessSpawner):
             self.home.parent.mkdir(parents=True, exist_ok=True)
             shutil.copytree(environment.repo_dir, self.home, symlinks=True)
 
+    # --- logged-in sessions: environment and home ----------------------------------------------
+
+    @property
+    def builder(self) -> EnvBuilder:
+        cache_dir = str(Path(self.environments_dir).resolve())
+        if cache_dir not in _BUILDERS:
+            _BUILDERS[cache_dir] = EnvBuilder(config=self.config, log=self.log, cache_dir=cache_dir)
+        return _BUILDERS[cache_dir]
+
+    async def chosen_environment(self, choice: SessionChoice) -> tuple[Environment, str]:
+        """The environment of ``choice`` (built now if not cached) and the repository's slug ('' for the default)."""
+        if choice.uses_default_environment:
+            requirements = self.default_requirements()
+            key = self.builder.cache_key("default", hashlib.sha256(requirements.encode()).hexdigest())
+
+            async def write_requirements(source: Path) -> None:
+                (source / "requirements.txt").write_text(requirements)
+
+            return await self.cached_or_built(key, write_requirements), ""
+        provider = get_provider(choice.provider, choice.spec, parent=self)
+        resolved = await provider.resolve()
+        key = self.builder.cache_key(resolved.provider, resolved.ref)
+
+        async def fetch(source: Path) -> None:
+            await provider.fetch(resolved, source, self.build_log.append)
+
+        return await self.cached_or_built(key, fetch), resolved.slug
+
+    def default_requirements(self) -> str:
+        try:
+            return Path(self.default_environment_requirements).read_text()
+        except OSError as e:
+            raise LaunchError(
+                f"cannot read the default environment's requirements {self.default_environment_requirements} "
+                f"({e.strerror}); fix c.BinderSpawner.default_environment_requirements",
+                500,
+            ) from e
+
+    async def cached_or_built(self, key: str, fill_source: Callable[[Path], Awaitable[None]]) -> Environment:
+        environment = self.builder.lookup(key)
+        if environment is not None:
+            return environment
+        self.build_log.append("Building the environment (first use; later sessions start at once)")
+        with tempfile.TemporaryDirectory(prefix="spawn-", dir=self.scratch_dir or None) as scratch:
+            source = Path(scratch) / "repo"
+            source.mkdir()
+            await fill_source(source)
+            return await self.builder.build(source, key, self.build_log.append)
+
+    def persistent_home(self) -> Path:
+        """The user's quota-enforced home; a plain directory (no quota) where loop mounts are impossible."""
+        homes = HomeManager(parent=self)
+        if os.geteuid() == 0:
+            try:
+                return homes.ensure_home(self.user.name)
+            except HomeError as e:
+                reason = str(e)
+        else:
+            reason = "the hub does not run as root, which loop-mounting needs"
+        plain = Path(homes.root) / "plain" / home_name(self.user.name)
+        self.log.warning("Home of %s is a plain directory without a quota at %s: %s", self.user.name, plain, reason)
+        plain.mkdir(parents=True, exist_ok=True)
+        return plain
+
+    def copy_repository_into_home(self, environment: Environment, slug: str) -> None:
+        """First use of a repository: its files go to ``~/<slug>``; later sessions keep the user's changes."""
+        target = self.home / slug
+        if not target.exists():
+            shutil.copytree(environment.repo_dir, target, symlinks=True)
+
+    async def release_home(self) -> None:
+        if self.is_anonymous or not self.home_dir:
+            return
+        try:
+            await asyncio.to_thread(HomeManager(parent=self).unmount, self.user.name)
+        except HomeError as e:
+            self.log.warning("Could not unmount the home of %s: %s", self.user.name, e)
+        self.home_dir = ""
+
     # --- LocalProcessSpawner hooks -----------------------------------------------------------
 
     def make_preexec_fn(self, name):
@@ -118,22 +255,25 @@ class BinderSpawner(LocalProcessSpawner):
         env = super().get_env()
         if self.sandbox_session is not None:
             env = self.sandbox_session.environ(env)
-        environment = self.load_environment()
+        environment = self.environment_in_use
         env.update(environment.env)
         env["VIRTUAL_ENV"] = str(environment.env_dir)
         env["PATH"] = f"{environment.bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}"
+        profile = self.profile_in_use
+        env.update(session_dask_environment(cpus=profile.cpu_limit, memory=profile.mem_limit))
         for key in BINDER_REQUEST_KEYS:
             if key in self.user_options:
                 env[key.upper() if key.startswith("binder") else f"BINDER_{key.upper()}"] = str(self.user_options[key])
         return env
 
     def get_args(self) -> list[str]:
+        root_args = ["--allow-root"] if self.runs_as_root else []
         if not self.is_anonymous:
-            return super().get_args()
+            # jupyterhub-singleuser learns its address and the hub's from JUPYTERHUB_* variables
+            return [*root_args, f"--ServerApp.root_dir={self.home}", *super().get_args()]
         token = self.user_options.get("token")
         if not token:
             raise ValueError("anonymous sessions need a token in user_options")
-        root_args = ["--allow-root"] if self.runs_as_root else []
         return [
             *root_args,
             "--no-browser",
@@ -156,23 +296,52 @@ class BinderSpawner(LocalProcessSpawner):
             raise web.HTTPError(500, str(e).splitlines()[0] if str(e) else type(e).__name__) from e
 
     async def _start(self):
-        environment = self.load_environment()
-        self.prepare_home(environment)
-        app = "lab" if self.is_anonymous else "singleuser"
-        entry = [str(environment.bin_dir / "jupyter"), "lab"] if app == "lab" else [str(environment.bin_dir / "jupyterhub-singleuser")]
-        self.enter_sandbox(environment)
-        self.cmd = self.sandbox_session.wrap(environment.command(entry))
-        log_file = open(self.home.parent / f".{self.user.name}.log", "ab")  # noqa: SIM115 (owned by the child)
-        self.popen_kwargs = {"cwd": str(self.home), "stdout": log_file, "stderr": log_file}
+        self.build_log = []
+        if self.is_anonymous:
+            environment, profile = self.load_environment(), self.resource_profile(None)
+            self.prepare_home(environment)
+            entry = [str(environment.bin_dir / "jupyter"), "lab"]
+        else:
+            environment, profile = await self.prepare_logged_in_session()
+            entry = [str(environment.bin_dir / "jupyterhub-singleuser")]
+        self.environment_in_use, self.profile_in_use = environment, profile
+        self.builder.pin(environment.key, self.user.name)
         try:
-            ip, port = await super().start()
-            await self.wait_until_serving(ip, port)
+            self.enter_sandbox(environment, profile)
+            self.cmd = self.sandbox_session.wrap(environment.command(entry))
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_file = open(self.log_path, "ab")  # noqa: SIM115 (owned by the child)
+            self.popen_kwargs = {"cwd": str(self.home), "stdout": log_file, "stderr": log_file}
+            try:
+                ip, port = await super().start()
+                await self.wait_until_serving(ip, port)
+            finally:
+                log_file.close()
         except BaseException:
             await self.stop(now=True)
             raise
-        finally:
-            log_file.close()
         return ip, port
+
+    async def prepare_logged_in_session(self) -> tuple[Environment, ResourceProfile]:
+        choice = parse_session_options(self.user_options)
+        profile = self.resource_profile(choice)  # an unknown profile fails before any build
+        environment, slug = await self.chosen_environment(choice)
+        self.home_dir = str(await asyncio.to_thread(self.persistent_home))
+        if slug:
+            self.copy_repository_into_home(environment, slug)
+        # JupyterLab opens the repository's copy; the file browser still reaches the whole home
+        self.default_url = f"/lab/tree/{slug}" if slug else ""
+        return environment, profile
+
+    async def progress(self):
+        """The environment build's log while a logged-in session waits for it."""
+        sent = 0
+        while True:
+            lines = self.build_log or []
+            for line in lines[sent:]:
+                yield {"message": line.rstrip()}
+            sent = len(lines)
+            await asyncio.sleep(0.5)
 
     async def wait_until_serving(self, ip: str, port: int) -> None:
         url = f"http://{ip}:{port}{self.server.base_url}api"
@@ -190,9 +359,8 @@ class BinderSpawner(LocalProcessSpawner):
         raise TimeoutError(f"the session server did not answer within {self.start_timeout} s")
 
     def log_tail(self, lines: int = 5) -> str:
-        path = self.home.parent / f".{self.user.name}.log"
         try:
-            return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+            return " | ".join(self.log_path.read_text(errors="replace").strip().splitlines()[-lines:])
         except OSError:
             return "(no log)"
 
@@ -208,9 +376,13 @@ class BinderSpawner(LocalProcessSpawner):
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+        if self.environment_in_use is not None:
+            self.builder.unpin(self.environment_in_use.key, self.user.name)
+            self.environment_in_use = None
+        await self.release_home()
 
     async def delete_forever(self) -> None:
         """Anonymous sessions are one-shot: their files go with their user."""
         if self.is_anonymous:
             shutil.rmtree(self.home, ignore_errors=True)
-            (self.home.parent / f".{self.user.name}.log").unlink(missing_ok=True)
+            self.log_path.unlink(missing_ok=True)
