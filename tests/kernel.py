@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime, timezone
 
 import httpx
+from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 
@@ -35,14 +36,16 @@ async def run_cell(server_url: str, token: str, code: str, timeout: float = 120)
     async with httpx.AsyncClient(timeout=60, headers=headers) as client:
         kernel = (await client.post(f"{base}/api/kernels", json={})).raise_for_status().json()
         try:
-            ws_url = base.replace("http", "ws", 1) + f"/api/kernels/{kernel['id']}/channels?token={token}"
-            return await asyncio.wait_for(_execute(ws_url, code), timeout)
+            ws_url = base.replace("http", "ws", 1) + f"/api/kernels/{kernel['id']}/channels"
+            # a header, not ?token=: jupyterhub-singleuser takes URL tokens on websockets only from browsers
+            request = HTTPRequest(ws_url, headers=headers)
+            return await asyncio.wait_for(_execute(request, code), timeout)
         finally:
             await client.delete(f"{base}/api/kernels/{kernel['id']}")
 
 
-async def _execute(ws_url: str, code: str) -> str:
-    conn = await websocket_connect(ws_url)
+async def _execute(request: HTTPRequest, code: str) -> str:
+    conn = await websocket_connect(request)
     try:
         request = _message(code, uuid.uuid4().hex)
         conn.write_message(json.dumps(request))

@@ -15,10 +15,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from tornado.httpclient import HTTPRequest
-from tornado.websocket import websocket_connect
 
-import tests.kernel
 from bia_binder.hub.culling import TEMPORARY_USERS_GROUP
 from tests.kernel import run_cell
 from tests.stack import BinderStack, hub_api
@@ -53,17 +50,6 @@ print(json.dumps({
     "rclone_config": open(os.environ["RCLONE_CONFIG"]).read(),
 }))
 """
-
-
-@pytest.fixture(autouse=True)
-def websocket_like_a_browser(monkeypatch):
-    """jupyterhub-singleuser takes a ?token= on a websocket only from browsers, which say
-    ``Sec-Fetch-Mode: websocket``; tests.kernel's client does not send it."""
-
-    def connect(url: str):
-        return websocket_connect(HTTPRequest(url, headers={"Sec-Fetch-Mode": "websocket"}))
-
-    monkeypatch.setattr(tests.kernel, "websocket_connect", connect)
 
 
 @pytest.fixture(scope="module")

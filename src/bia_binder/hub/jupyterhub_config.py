@@ -96,7 +96,8 @@ else:
 
 
 def merged_by_name(ours: list[dict], theirs: list[dict]) -> list[dict]:
-    """Our entries the config file did not replace (same name), then every entry of the config file."""
+    """Our entries the config file did not replace (same name), then the config file's list
+    (which still holds ours when the file appended to it instead of assigning it)."""
     their_names = {entry["name"] for entry in theirs}
     return [entry for entry in ours if entry["name"] not in their_names] + theirs
 
