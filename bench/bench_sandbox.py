@@ -25,7 +25,6 @@ import argparse
 import math
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,17 +39,12 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from bia_binder.hub.profiles import ResourceProfiles  # noqa: E402
 from bia_binder.hub.sandbox import Sandbox, Session  # noqa: E402
+from bia_binder.up import free_port  # noqa: E402
 
 TOKEN = "bench"
 MB = 2**20
 #: the host's interpreter: a session uid cannot reach one below a private /root
 HOST_PYTHON = "/usr/bin/python3"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build_env(root: Path) -> Path:

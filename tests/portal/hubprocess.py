@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,16 +16,11 @@ import time
 from pathlib import Path
 
 import httpx
+from bia_binder.up import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PROXY = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
 START_TIMEOUT = 90  # seconds: the machine is shared, start-up can be slow under load
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class HubProcess:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -13,6 +12,7 @@ import httpx
 import pytest
 
 from .conftest import HOST_PYTHON, needs_root, small_profile
+from bia_binder.up import free_port
 
 pytestmark = [needs_root, pytest.mark.slow]
 
@@ -41,12 +41,6 @@ def server_env():
     )
     yield root / "env"
     shutil.rmtree(root, ignore_errors=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_limits_are_shown_by_jupyter_resource_usage(sandboxes, server_env):

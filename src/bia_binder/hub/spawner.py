@@ -255,10 +255,7 @@ class BinderSpawner(LocalProcessSpawner):
         env = super().get_env()
         if self.sandbox_session is not None:
             env = self.sandbox_session.environ(env)
-        environment = self.environment_in_use
-        env.update(environment.env)
-        env["VIRTUAL_ENV"] = str(environment.env_dir)
-        env["PATH"] = f"{environment.bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}"
+        env = self.environment_in_use.session_environ(env)  # the same variables `bia-binder run` sets
         profile = self.profile_in_use
         env.update(session_dask_environment(cpus=profile.cpu_limit, memory=profile.mem_limit))
         for key in BINDER_REQUEST_KEYS:

@@ -67,8 +67,13 @@ class BuildTracker:
         return shared, True
 
 
+def as_line(text: str) -> str:
+    """Log text as BinderHub sends it: one line ending in a newline."""
+    return text if text.endswith("\n") else text + "\n"
+
+
 def log_event(line: str) -> dict[str, Any]:
-    return event(BUILDING, line if line.endswith("\n") else line + "\n")
+    return event(BUILDING, as_line(line))
 
 
 def failure_from(exc: BaseException) -> LaunchError:

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from ..events import BUILT, FAILED, FETCHING, LAUNCHING, READY, WAITING, LaunchError, event
+from ..events import BUILT, FETCHING, LAUNCHING, READY, WAITING, LaunchError, event
 from ..providers import get_provider
 from ..providers.base import ResolvedRepo
-from .builds import BuildTracker, failure_from, log_event
+from .builds import BuildTracker, as_line, failure_from, log_event
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -85,11 +85,11 @@ class LaunchPipeline:
                 source = Path(scratch) / "repo"
                 source.mkdir()
                 provider = get_provider(resolved.provider, resolved.spec, parent=self.service)
-                await provider.fetch(resolved, source, lambda line: publish(event(FETCHING, _line(line))))
+                await provider.fetch(resolved, source, lambda line: publish(event(FETCHING, as_line(line))))
                 environment = await builder.build(source, key, lambda line: publish(log_event(line)))
-        except BaseException as exc:
+        except BaseException:
             metrics.build_done("failure", time.perf_counter() - started)
-            raise exc
+            raise
         metrics.build_done("success", time.perf_counter() - started)
         return environment
 
@@ -130,8 +130,4 @@ class LaunchPipeline:
         )
 
 
-def _line(text: str) -> str:
-    return text if text.endswith("\n") else text + "\n"
-
-
-__all__ = ["LaunchPipeline", "LaunchRequest", "FAILED"]
+__all__ = ["LaunchPipeline", "LaunchRequest"]
