@@ -9,11 +9,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import pytest
 from jupyterhub.app import JupyterHub
 from jupyterhub.spawner import Spawner
@@ -108,6 +110,20 @@ def test_local_cluster_fits_the_session_profile() -> None:
         session_dask_environment(cpus=0, memory=1)
 
 
+def wait_for_gateway(address: str, timeout: float = 120) -> None:
+    """The hub routes /services/dask-gateway only once the gateway service answers; until then
+    the hub itself says 404 (slow on a fresh checkout, where every import compiles first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{address}/api/health", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"dask-gateway did not answer at {address}/api/health within {timeout} s")
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 # dask_gateway.Gateway.__del__ closes an already closed gateway again and complains
@@ -133,6 +149,7 @@ def test_gateway_cluster_computes_for_a_hub_user(start_hub, cluster_env: Path, s
 
     address = f"{hub.url}/services/dask-gateway"
     proxy_address = f"gateway://127.0.0.1:{tcp_port}"
+    wait_for_gateway(address)
     with Gateway(address=address, proxy_address=proxy_address, auth=JupyterHubAuth(api_token=nothing)) as refused:
         with pytest.raises(Exception, match="401|403|nauthorized|orbidden"):
             refused.list_clusters()
