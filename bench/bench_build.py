@@ -41,6 +41,7 @@ def builder_build(work: Path, repo: Path, uv_cache: Path, key: str, reuse_resolu
         cache_dir=str(work / "envs"),
         uv_cache_dir=str(uv_cache),
         resolution_reuse_seconds=600 if reuse_resolution else 0,
+        sandboxed=os.geteuid() == 0,  # as `bia-binder up` builds: in the sessions' sandbox, as the build uid
     )
     started = time.perf_counter()
     env = asyncio.run(builder.build(repo, key, lambda line: None))
@@ -84,6 +85,7 @@ def main() -> int:
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     work = Path(tempfile.mkdtemp(prefix="bench-build-", dir=args.work_dir))
+    work.chmod(0o755)  # sandboxed builds run as another uid, which must reach the caches in here
     defaults = EnvBuilder(cache_dir=str(work / "probe"))
     try:
         repo = make_repo(work)

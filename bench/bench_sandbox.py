@@ -1,10 +1,11 @@
 """Sandbox benchmark (issue 5): what isolation costs, and how many idle sessions fit.
 
-    launch overhead   `jupyter lab` from exec to its first /api answer, sandboxed (prepare + own uid +
+    launch overhead   `jupyter lab` from exec to its first /api answer, sandboxed (disk + prepare + own uid +
                       bubblewrap + cgroups) against a plain process, alternating in the same run after
                       one warm-up of each (target: at most 100 ms more); and, because a JupyterLab start
-                      varies by far more than 100 ms on a shared machine, the isolation alone: prepare +
-                      a wrapped `/bin/true` against a plain `/bin/true` (cleanup, at stop, shown apart)
+                      varies by far more than 100 ms on a shared machine, the isolation alone: the
+                      session's disk (mkfs + mount of its disk_limit) + prepare + a wrapped `/bin/true`
+                      against a plain `/bin/true` (cleanup and disk removal, at stop, shown apart)
     idle session      resident memory of a sandboxed JupyterLab with one idle kernel: PSS summed over
                       the session's processes (shared pages counted once; target: ≤ 150 MB), with its
                       RSS sum (shared libraries counted per process) and its cgroup's memory charge
@@ -37,6 +38,7 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from bia_binder.hub.homes import EphemeralDisks  # noqa: E402
 from bia_binder.hub.profiles import ResourceProfiles  # noqa: E402
 from bia_binder.hub.sandbox import Sandbox, Session  # noqa: E402
 from bia_binder.up import free_port  # noqa: E402
@@ -91,6 +93,7 @@ class Bench:
             uid_range=(40000, 40999),
         )
         self.profile = ResourceProfiles().anonymous_profile()
+        self.disks = EphemeralDisks(root=str(root / "disks"), sessions_dir=str(self.sessions_dir))
         self.count = 0
 
     def new_home(self) -> Path:
@@ -108,17 +111,28 @@ class Bench:
         wait_for_api(port, process)
         return time.perf_counter() - started, process
 
+    def prepare_session(self) -> Session:
+        """As the spawner prepares an anonymous session: its disk, then the sandbox."""
+        self.count += 1
+        home = self.disks.create(f"bench-{self.count}", self.profile.disk_limit)
+        return self.sandbox.prepare(home.name, home, self.profile, readonly=[self.env], anonymous=True)
+
+    def stop_session(self, session: Session) -> None:
+        session.cleanup()
+        self.disks.delete_home(session.home.name)
+
     def start_sandboxed(self) -> tuple[float, subprocess.Popen, Session, int]:
-        home, port = self.new_home(), free_port()
+        port = free_port()
         started = time.perf_counter()
-        session = self.sandbox.prepare(home.name, home, self.profile, readonly=[self.env], anonymous=True)
+        session = self.prepare_session()
+        home = session.home
         env = session.environ({"PATH": f"{self.env}/bin:/usr/bin:/bin"})
         process = subprocess.Popen(session.wrap(lab_command(self.env, port, home)), env=env, cwd=home,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         try:
             wait_for_api(port, process)
         except BaseException:
-            session.cleanup()
+            self.stop_session(session)
             raise
         return time.perf_counter() - started, process, session, port
 
@@ -130,13 +144,12 @@ def isolation_overhead(bench: Bench, runs: int) -> tuple[float, float, float]:
         started = time.perf_counter()
         subprocess.run(["/bin/true"], check=True)
         plain.append(time.perf_counter() - started)
-        home = bench.new_home()
         started = time.perf_counter()
-        session = bench.sandbox.prepare(home.name, home, bench.profile, readonly=[bench.env], anonymous=True)
+        session = bench.prepare_session()
         subprocess.run(session.wrap(["/bin/true"]), env=session.environ({}), check=True)
         isolated.append(time.perf_counter() - started)
         started = time.perf_counter()
-        session.cleanup()
+        bench.stop_session(session)
         cleanups.append(time.perf_counter() - started)
     return statistics.median(plain), statistics.median(isolated), statistics.median(cleanups)
 
@@ -217,13 +230,13 @@ def main() -> None:
             stop_plain(process)
             seconds, process, session, _ = bench.start_sandboxed()
             sandboxed.append(seconds)
-            session.cleanup()
+            bench.stop_session(session)
             process.wait(30)
         plain, sandboxed = plain[1:], sandboxed[1:]
         true_plain, true_isolated, cleanup_time = isolation_overhead(bench, 20)
 
         sessions: list[Session] = []
-        cleanup.callback(lambda: [s.cleanup() for s in sessions])
+        cleanup.callback(lambda: [bench.stop_session(s) for s in sessions])
         before = mem_available()
         for _ in range(args.sessions):
             _, process, session, port = bench.start_sandboxed()
@@ -242,16 +255,16 @@ def main() -> None:
     print("| measurement | value | target | target met |")
     print("|---|---|---|---|")
     print(f"| `jupyter lab` start, plain process | {p * 1000:.0f} ms | - | - |")
-    print(f"| `jupyter lab` start, sandboxed (uid + bwrap + cgroups) | {s * 1000:.0f} ms | - | - |")
+    print(f"| `jupyter lab` start, sandboxed (disk + uid + bwrap + cgroups) | {s * 1000:.0f} ms | - | - |")
     print(
         f"| sandbox overhead, whole launch | {(s - p) * 1000:+.0f} ms | ≤ 100 ms | {'yes' if s - p <= 0.1 else 'no'} |"
     )
     overhead = true_isolated - true_plain
     print(
-        f"| sandbox overhead alone (prepare + wrapped `/bin/true`, 20 runs) | {overhead * 1000:+.0f} ms "
+        f"| sandbox overhead alone (disk + prepare + wrapped `/bin/true`, 20 runs) | {overhead * 1000:+.0f} ms "
         f"| ≤ 100 ms | {'yes' if overhead <= 0.1 else 'no'} |"
     )
-    print(f"| session cleanup at stop (kill all, remove cgroups, free uid) | {cleanup_time * 1000:.0f} ms | - | - |")
+    print(f"| session cleanup at stop (kill all, remove cgroups, free uid, remove disk) | {cleanup_time * 1000:.0f} ms | - | - |")
     print(f"| idle session with a kernel: PSS (sum) | {pss:.0f} MB | ≤ 150 MB | {'yes' if pss <= 150 else 'no'} |")
     print(f"| idle session with a kernel: RSS (sum) / cgroup charge | {rss:.0f} MB / {charged:.0f} MB | - | - |")
     print(

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from tests.stack import BinderStack
+from tests.stack import PROJECT_ROOT, BinderStack
+
+# One package cache for the whole run, as `make test` sets it: the sandboxed builds of the
+# stacks run as an unprivileged uid, which cannot reach uv's default cache under /root.
+os.environ.setdefault("UV_CACHE_DIR", str(PROJECT_ROOT / ".uv-cache"))
+
+#: the anonymous sessions' disk_limit in the shared stack
+SESSION_DISK = "64M"
 
 
 @pytest.fixture(scope="module")
@@ -14,5 +23,6 @@ def binder_stack():
     Attributes: ``url`` (http://127.0.0.1:<port>), ``data_dir``, ``git`` (tests.gitserver.GitServer),
     ``git_spec(name, files)`` → BinderHub spec, ``launch(spec)`` → list of events.
     """
-    with BinderStack() as stack:
+    # a small disk for anonymous sessions, so that a test can fill it
+    with BinderStack(config=f"c.ResourceProfiles.anonymous.update({{'disk_limit': {SESSION_DISK!r}}})\n") as stack:
         yield stack

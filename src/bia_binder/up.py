@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import shutil
@@ -11,6 +12,9 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
 
 from .hub.settings import UpSettings
 
@@ -81,40 +85,60 @@ def prepare_data_dir(data_dir: Path) -> None:
     os.chmod(data_dir / "secrets", 0o700)
 
 
-def print_guarantees(settings: UpSettings) -> None:
-    """Which isolation guarantees hold on this host (the same report as `bia-binder doctor`)."""
-    from traitlets.config import Config
-    from traitlets.config.loader import PyFileConfigLoader
+def load_operator_config(path: str) -> Config:
+    """The operator's --config file as loaded on its own (the hub merges it with ours later)."""
+    if not path:
+        return Config()
+    file = Path(path).resolve()
+    if not file.is_file():
+        raise SystemExit(f"error: config file {path} does not exist")
+    return PyFileConfigLoader(file.name, str(file.parent)).load_config()
 
+
+def print_guarantees(settings: UpSettings, operator_config: Config) -> None:
+    """Which isolation guarantees hold on this host (the same report as `bia-binder doctor`)."""
     from .hub.doctor import guarantee_report
 
-    config = Config()
-    if settings.config_file:
-        path = Path(settings.config_file)
-        config = PyFileConfigLoader(path.name, str(path.parent)).load_config()
+    config = copy.deepcopy(operator_config)
     config.Sandbox.state_dir = str(Path(settings.data_dir) / "sandbox")
     report = guarantee_report(config, unsafe=settings.unsafe_no_sandbox)
     print(report.text(), flush=True)
 
 
-def check_auth(mode: str) -> None:
-    """A mode lacking its secret stops here with one line, not with a hub dying at start-up."""
+def print_dask_gateway_status(settings: UpSettings, operator_config: Config) -> None:
+    """Whether logged-in users get dask-gateway; the hub configures it on the same condition."""
+    if settings.auth == "none":
+        return
+    from .hub.dask import DaskGatewayService
+
+    reason = DaskGatewayService(config=operator_config).unavailable_reason()
+    if reason is None:
+        status = "on for logged-in users (clusters run in the default environment once a session has built it)"
+    else:
+        status = f"off: {reason}; notebooks can still start a LocalCluster"
+    print(f"dask-gateway: {status}", flush=True)
+
+
+def check_auth(mode: str, operator_config: Config) -> None:
+    """A mode lacking its secret or client stops here with one line, before anything starts."""
     if mode == "none":
         return
-    from .hub.auth import AuthConfigError, check_auth_environment
+    from .hub.auth import AuthConfigError, check_auth_config
 
     try:
-        check_auth_environment(mode)
+        check_auth_config(mode, operator_config)
     except AuthConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
 def run_up(args: argparse.Namespace) -> int:
-    check_auth(args.auth)
+    operator_config = load_operator_config(args.config)
+    check_auth(args.auth, operator_config)
     settings = settings_from_args(args)
     prepare_data_dir(Path(settings.data_dir))
-    print_guarantees(settings)
+    print_guarantees(settings, operator_config)
+    print_dask_gateway_status(settings, operator_config)
     env = {**os.environ, **settings.to_environ()}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     command = [sys.executable, "-m", "jupyterhub", "-f", str(HUB_CONFIG)]

@@ -77,6 +77,7 @@ def test_environment_has_the_session_packages_and_the_data_library(built: dict) 
         timeout=300,
     )
     assert "jupyterlab" in extensions.stdout + extensions.stderr
+    assert "jupyter_resource_usage" in extensions.stdout + extensions.stderr, "limits would not show in JupyterLab"
 
 
 def test_second_build_is_a_cache_hit(built: dict, data_dir: Path, session_repo: Path) -> None:

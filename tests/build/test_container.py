@@ -109,3 +109,83 @@ async def test_missing_engine_is_a_clear_error(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(LaunchError, match="needs podman, which is not installed here"):
         await ContainerBuilder(engine="podman").build(URL, SHA, KEY, lambda line: None)
+
+
+def test_image_key_follows_the_ref_and_repo2docker_version() -> None:
+    builder = ContainerBuilder()
+    assert builder.cache_key("gh", SHA) == builder.cache_key("gh", SHA)
+    assert builder.cache_key("gh", SHA) != builder.cache_key("gh", "f" * 40)
+    newer = ContainerBuilder(repo2docker_image="quay.io/jupyterhub/repo2docker:2025.01.0")
+    assert newer.cache_key("gh", SHA) != builder.cache_key("gh", SHA), "another repo2docker makes another image"
+
+
+async def test_image_exists_asks_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # answers like `docker image inspect`: 0 with JSON for a known image, 1 and "No such image" otherwise
+    write_engine(
+        tmp_path / "bin",
+        f'echo "$@" >> {tmp_path}/calls\n'
+        f'[ "$3" = "bia-binder-env-{KEY}" ] && {{ echo "[{{}}]"; exit 0; }}\n'
+        'echo "Error: No such image: $3" >&2; exit 1\n',
+    )
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    builder = ContainerBuilder(engine="docker")
+    assert await builder.image_exists(KEY) is True
+    assert await builder.image_exists("b" * 32) is False
+    assert (tmp_path / "calls").read_text().splitlines() == [
+        f"image inspect bia-binder-env-{KEY}",
+        f"image inspect bia-binder-env-{'b' * 32}",
+    ]
+
+
+async def test_image_exists_without_the_engine_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(LaunchError, match="needs docker, which is not installed here"):
+        await ContainerBuilder(engine="docker").image_exists(KEY)
+
+
+async def test_container_build_time_limit_stops_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_engine(tmp_path / "bin", f'echo $$ > {tmp_path}/pid\necho "Step 1/9"\nexec sleep 60\n')
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    with pytest.raises(LaunchError, match=r"longer than 1 s .*c\.ContainerBuilder\.build_timeout"):
+        await ContainerBuilder(engine="docker", build_timeout=1).build(URL, SHA, KEY, lambda line: None)
+    pid = int((tmp_path / "pid").read_text())
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+async def test_kubernetes_builds_are_refused_with_a_reason() -> None:
+    builder = ContainerBuilder(engine="kubernetes")
+    assert await builder.image_exists(KEY) is False, "the registry is not queried"
+    with pytest.raises(LaunchError, match="on Kubernetes, create build pods") as info:
+        await builder.build(URL, SHA, KEY, lambda line: None)
+    assert info.value.status_code == 501
+
+
+def test_local_mode_message_names_the_setting() -> None:
+    from bia_binder.build.buildpacks import needs_container
+
+    message = needs_container("A Dockerfile").message
+    assert message.startswith("A Dockerfile needs a container image")
+    assert "c.BinderService.container_builds = 'fallback'" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("mode", "backend"),
+    [
+        ("never", "uv (no containers)"),
+        ("fallback", "uv (no containers); what needs a container: repo2docker (r2d:1) on podman"),
+        ("always", "repo2docker (r2d:1) on podman"),
+    ],
+)
+def test_versions_name_the_active_builder(tmp_path: Path, mode: str, backend: str) -> None:
+    from traitlets.config import Config
+
+    from bia_binder.service.app import BinderService
+
+    config = Config()
+    config.ContainerBuilder.engine = "podman"
+    config.ContainerBuilder.repo2docker_image = "r2d:1"
+    service = BinderService(config=config, data_dir=str(tmp_path), container_builds=mode)
+    service.setup()
+    info = service.builder_info()
+    assert info["build_backend"] == backend and info["container_builds"] == mode
+    assert ("build_image" in info) == (mode != "never")

@@ -100,6 +100,28 @@ async def test_concurrent_builds_of_one_key_share_one_build(tmp_path: Path) -> N
     assert any("Built environment" in line for line in logs[1]), "the second caller follows the build's log"
 
 
+async def test_two_processes_building_one_key_build_it_once(tmp_path: Path) -> None:
+    """The hub's spawner and the binder service share the cache: the second waits for the first's build."""
+    counter = tmp_path / "post-build-runs"
+    repo = repo_with_post_build(tmp_path / "repo", f"echo run >> {counter}\nsleep 3\n")
+    other_process = subprocess.Popen([
+        sys.executable, "-c",
+        "import asyncio, sys; from bia_binder.build import EnvBuilder\n"
+        f"b = EnvBuilder(cache_dir={str(tmp_path / 'envs')!r}, session_packages=[])\n"
+        f"asyncio.run(b.build(__import__('pathlib').Path({str(repo)!r}), 'shared', lambda line: None))\n",
+    ])  # fmt: skip
+    try:
+        assert await wait_until(counter.exists, timeout=60), "the other process did not start building"
+        log: list[str] = []
+        env = await make_builder(tmp_path).build(repo, "shared", log.append)
+        assert other_process.wait(timeout=60) == 0
+    finally:
+        other_process.kill()
+    assert counter.read_text().splitlines() == ["run"], "built twice"
+    assert any("Another process is building" in line for line in log)
+    assert (env.root / "environment.json").is_file()
+
+
 async def test_kill_9_mid_build_leaves_nothing_to_pick_up(tmp_path: Path) -> None:
     """A builder killed with SIGKILL leaves only a temporary directory, which the next builder removes."""
     hang_marker = tmp_path / "hang"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urljoin, urlparse
@@ -18,6 +20,7 @@ from bia_binder.hub.auth import (
     LS_LOGIN_ISSUER,
     AuthConfigError,
     DevAuthenticator,
+    check_auth_config,
     check_auth_environment,
     configure_auth,
 )
@@ -76,6 +79,48 @@ def test_unknown_mode_and_missing_dev_password_are_one_line_errors(monkeypatch: 
     with pytest.raises(AuthConfigError, match=DEV_PASSWORD_ENV) as error:
         configure_auth(Config(), "dev")
     assert "\n" not in str(error.value)
+
+
+def test_oidc_client_from_config_or_environment() -> None:
+    config = Config()
+    config.GenericOAuthenticator.client_id = "from-config"
+    check_auth_config("oidc", config, {"OAUTH_CLIENT_SECRET": "s3cret"})
+    base_class = Config()
+    base_class.OAuthenticator.client_secret = "s3cret"  # oauthenticator reads its base class's section too
+    check_auth_config("oidc", base_class, {"OAUTH_CLIENT_ID": "from-env"})
+    with pytest.raises(AuthConfigError) as missing_secret:
+        check_auth_config("oidc", config, {})
+    message = str(missing_secret.value)
+    assert "client secret" in message and "OAUTH_CLIENT_SECRET" in message and "OAUTH_CLIENT_ID" not in message
+    assert "\n" not in message
+    check_auth_config("native", Config(), {})  # nothing to check
+
+
+def run_up(args: list[str], tmp_path, drop: tuple[str, ...]) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if key not in drop}
+    return subprocess.run(
+        [sys.executable, "-m", "bia_binder.cli", "up", "--data-dir", str(tmp_path / "data"), *args],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_up_with_oidc_and_no_client_refuses_before_starting(tmp_path) -> None:
+    done = run_up(["--auth", "oidc"], tmp_path, drop=("OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    for name in ("OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "c.GenericOAuthenticator.client_id"):
+        assert name in line
+    assert not (tmp_path / "data").exists() and not done.stdout  # nothing started, nothing created
+
+
+def test_up_with_oidc_client_id_in_the_config_file_names_only_the_missing_secret(tmp_path) -> None:
+    config = tmp_path / "bia_binder_config.py"
+    config.write_text('c.GenericOAuthenticator.client_id = "bia-binder"\n')
+    done = run_up(["--auth", "oidc", "--config", str(config)], tmp_path, drop=("OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "OAUTH_CLIENT_SECRET" in line and "OAUTH_CLIENT_ID" not in line
+    assert not (tmp_path / "data").exists()
 
 
 @pytest.mark.slow

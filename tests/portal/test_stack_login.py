@@ -110,6 +110,19 @@ def start_from_api(stack: BinderStack, username: str, options: dict) -> httpx.Re
     return hub_api(stack, "POST", f"users/{username}/server", json=options)
 
 
+def test_the_default_environment_is_built_when_the_service_starts(stack):
+    """With a login configured, nobody waits for the first build of the default environment."""
+    from bia_binder.build import EnvBuilder
+    from bia_binder.hub.default_environment import environment_key
+
+    key = environment_key(EnvBuilder(cache_dir=str(stack.data_dir / "envs")), DEFAULT_REQUIREMENTS)
+    deadline = time.monotonic() + 240
+    while not (stack.data_dir / "envs" / key / "environment.json").is_file():
+        assert time.monotonic() < deadline, f"no default environment {key} after 240 s:\n{stack.log_tail()}"
+        time.sleep(0.5)
+    assert all(not user["servers"] for user in hub_api(stack, "GET", "users").json()), "a session built it"
+
+
 @pytest.fixture(scope="module")
 def alice(stack):
     """alice logs in and starts the default environment with the 'medium' profile from the form."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
+import time
 from urllib.parse import quote
 
 import httpx
@@ -167,6 +169,23 @@ def test_session_is_sandboxed_away_from_the_service(binder_stack, launched):
     assert "READABLE" not in out and "WRITABLE" not in out, out
 
 
+def test_build_runs_sandboxed_as_the_build_uid(binder_stack):
+    """The repository's postBuild runs as Sandbox.build_uid and cannot read the service's secrets."""
+    from bia_binder.hub.doctor import guarantee_report
+    from bia_binder.hub.sandbox import Sandbox
+
+    if not guarantee_report().isolated:
+        pytest.skip("this host cannot sandbox builds (see bia-binder doctor)")
+    secret = binder_stack.data_dir / "secrets" / "jupyterhub_cookie_secret"
+    post_build = f"#!/bin/sh\necho build-uid=$(id -u)\ncat {secret} >/dev/null 2>&1 && echo SECRET-READ || echo no-secret\n"
+    spec = binder_stack.git_spec("lab/post-build", {"requirements.txt": "six\n", "postBuild": post_build})
+    events = binder_stack.launch(spec)
+    log = "".join(item.get("message", "") for item in events)
+    assert phases(events)[-1] == "ready", events[-1]
+    assert f"build-uid={Sandbox().build_uid}" in log
+    assert "no-secret" in log and "SECRET-READ" not in log
+
+
 def test_anonymous_users_are_temporary_group_members(binder_stack, launched):
     """The culler deletes exactly the members of binder-temporary: every anonymous user joins it."""
     from tests.stack import hub_api
@@ -175,6 +194,38 @@ def test_anonymous_users_are_temporary_group_members(binder_stack, launched):
     username = ready["url"].rstrip("/").rsplit("/", 1)[-1]
     group = hub_api(binder_stack, "GET", "groups/binder-temporary").json()
     assert username in group["users"]
+
+
+def test_anonymous_session_disk_is_limited_and_goes_when_it_stops(binder_stack):
+    """A write past the profile's disk_limit fails for that session only; stopping it removes its disk."""
+    from bia_binder.hub.homes import EphemeralDisks
+    from tests.stack import hub_api
+
+    if EphemeralDisks.available():
+        pytest.skip(f"no disk limits on this host: {EphemeralDisks.available()}")
+    ready = binder_stack.launch(binder_stack.git_spec("lab/disk-filler", REQUIREMENTS))[-1]
+    username = ready["url"].rstrip("/").rsplit("/", 1)[-1]
+    fill = (
+        "import errno\n"
+        "try:\n"
+        "    with open('big', 'wb') as f:\n"
+        "        for _ in range(100):\n"
+        "            f.write(b'x' * 2**20); f.flush()\n"
+        "    print('WROTE-100M')\n"
+        "except OSError as e:\n"
+        "    print(errno.errorcode[e.errno])\n"
+    )
+    assert asyncio.run(run_cell(ready["url"], ready["token"], fill)).strip() == "ENOSPC"
+    assert asyncio.run(run_cell(ready["url"], ready["token"], "import os; os.remove('big'); print('alive')")).strip() == "alive"
+    home = binder_stack.data_dir / "sessions" / username
+    assert os.path.ismount(home)
+
+    hub_api(binder_stack, "DELETE", f"users/{username}/server")
+    deadline = time.monotonic() + 60
+    while os.path.ismount(home) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not os.path.ismount(home)
+    assert not list((binder_stack.data_dir / "sessions" / ".disks" / "images").glob(f"{username}*"))
 
 
 EXTENSION_REPO = {

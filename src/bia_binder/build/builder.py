@@ -11,19 +11,27 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from traitlets import Float, Int, List, Unicode, default
+from traitlets import Bool, Float, Int, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .. import __version__
 from ..events import LaunchError
 from . import base
 from .base import Environment, LogFn
-from .buildpacks import BuildContext, BuildPack, ContainerOnlyBuildPack, RepoFiles, detect_buildpack, needs_container
+from .buildpacks import (
+    BuildContext,
+    BuildPack,
+    ContainerOnlyBuildPack,
+    RepoFiles,
+    detect_buildpack,
+    needs_container,
+)
 from .cache import EnvCache, own_disk_usage
 from .conda import CondaInstaller, CondaSettings
 from .process import CommandLimitExceeded, CommandResult, run_streaming
@@ -73,7 +81,7 @@ class EnvBuilder(LoggingConfigurable):
         Unicode(),
         config=True,
         help="Packages every environment gets besides what the repository asks for: the notebook server, "
-        "jupyterhub-singleuser and the data library's dependencies.",
+        "jupyterhub-singleuser, jupyter-resource-usage and the data library's dependencies.",
     )
     data_library_path = Unicode(
         config=True,
@@ -107,6 +115,14 @@ class EnvBuilder(LoggingConfigurable):
         "uv's cache: a rebuild of an equal environment needs no index requests). 0 resolves every build afresh. "
         "Like the package index's own cache lifetime, a new release is picked up at most this much later.",
     )
+    sandboxed = Bool(
+        False,
+        config=True,
+        help="Run every build command (the installer, hence the repository's setup.py, and postBuild) in the "
+        "sessions' sandbox (bia_binder.hub.sandbox) as Sandbox.build_uid, with the anonymous profile's limits. "
+        "`bia-binder up` turns it on. Where the host cannot isolate, builds for anonymous launches are refused "
+        "like anonymous sessions (unless Sandbox.allow_unsafe).",
+    )
     conda_channel_alias = Unicode(
         "https://conda.anaconda.org/",
         config=True,
@@ -120,7 +136,8 @@ class EnvBuilder(LoggingConfigurable):
 
     @default("session_packages")
     def _default_session_packages(self) -> list[str]:
-        return ["jupyterlab>=4", "jupyterhub>=5", *data_extra_requirements()]
+        # jupyter-resource-usage: sessions see their profile's limits in JupyterLab (as on mybinder.org)
+        return ["jupyterlab>=4", "jupyterhub>=5", "jupyter-resource-usage", *data_extra_requirements()]
 
     @default("data_library_path")
     def _default_data_library_path(self) -> str:
@@ -155,6 +172,8 @@ class EnvBuilder(LoggingConfigurable):
         self.cache = EnvCache(Path(self.cache_dir).resolve())
         self.cache.remove_stale_builds()
         self._inflight: dict[str, tuple[asyncio.Future[Environment], list[LogFn]]] = {}
+        self._sandbox = None  # bia_binder.hub.sandbox.Sandbox, made on the first sandboxed build
+        self._uv_cache_handed_over = False
 
     # keys and lookups ----------------------------------------------------------------------------
     def config_hash(self) -> str:
@@ -181,8 +200,30 @@ class EnvBuilder(LoggingConfigurable):
         self.cache.unpin(key, holder)
 
     # building ----------------------------------------------------------------------------------------
-    async def build(self, source_dir: Path, key: str, log: LogFn) -> Environment:
-        """Build ``source_dir`` as ``key`` (or join the build of ``key`` already running); ``log`` gets each line."""
+    async def cached_or_built(
+        self,
+        key: str,
+        fill_source: Callable[[Path], Awaitable[None]],
+        log: LogFn,
+        scratch_dir: str = "",
+        anonymous: bool = False,
+    ) -> Environment:
+        """The environment ``key``; if not cached, ``fill_source`` writes the repository into a scratch
+        directory (under ``scratch_dir``, default the system's) and it is built from there."""
+        if env := self.lookup(key):
+            return env
+        with tempfile.TemporaryDirectory(prefix="source-", dir=scratch_dir or None) as scratch:
+            source = Path(scratch) / "repo"
+            source.mkdir()
+            await fill_source(source)
+            log("Building the environment (first use; later sessions start at once)\n")
+            return await self.build(source, key, log, anonymous=anonymous)
+
+    async def build(self, source_dir: Path, key: str, log: LogFn, anonymous: bool = False) -> Environment:
+        """Build ``source_dir`` as ``key`` (or join the build of ``key`` already running); ``log`` gets each line.
+
+        ``anonymous``: the build is for an anonymous launch, refused where it cannot be sandboxed (see ``sandboxed``).
+        """
         if key in self._inflight:
             future, listeners = self._inflight[key]
             listeners.append(log)
@@ -198,7 +239,7 @@ class EnvBuilder(LoggingConfigurable):
                 listener(line)
 
         try:
-            env = await self._build_with_limits(source_dir, key, fan_out)
+            env = await self._build_once_across_processes(source_dir, key, fan_out, anonymous)
             future.set_result(env)
             return env
         except asyncio.CancelledError:
@@ -211,11 +252,22 @@ class EnvBuilder(LoggingConfigurable):
         finally:
             del self._inflight[key]
 
-    async def _build_with_limits(self, source_dir: Path, key: str, log: LogFn) -> Environment:
+    async def _build_once_across_processes(self, source_dir: Path, key: str, log: LogFn, anonymous: bool) -> Environment:
+        def say_waiting() -> None:
+            log("Another process is building this environment; waiting for it\n")
+
+        async with self.cache.exclusive_build(key, say_waiting):
+            if env := self.lookup(key):  # the other process published it meanwhile
+                return env
+            return await self._build_with_limits(source_dir, key, log, anonymous)
+
+    async def _build_with_limits(self, source_dir: Path, key: str, log: LogFn, anonymous: bool) -> Environment:
         build_dir = self.cache.new_build_dir(key)
         try:
             try:
-                env = await asyncio.wait_for(self._build_in(build_dir, source_dir, key, log), self.build_timeout)
+                env = await asyncio.wait_for(
+                    self._build_in(build_dir, source_dir, key, log, anonymous), self.build_timeout
+                )
             except asyncio.TimeoutError:
                 raise LaunchError(
                     f"the build took longer than {self.build_timeout:g} s and was stopped (limit: c.EnvBuilder.build_timeout)",
@@ -231,7 +283,7 @@ class EnvBuilder(LoggingConfigurable):
             self.log.info("Evicted %d environment(s) to fit the cache budget: %s", len(evicted), ", ".join(evicted))
         return env
 
-    async def _build_in(self, build_dir: Path, source_dir: Path, key: str, log: LogFn) -> Environment:
+    async def _build_in(self, build_dir: Path, source_dir: Path, key: str, log: LogFn, anonymous: bool) -> Environment:
         started = time.monotonic()
         repo_dir = build_dir / "repo"
         await asyncio.to_thread(shutil.copytree, source_dir, repo_dir, symlinks=True)
@@ -242,16 +294,32 @@ class EnvBuilder(LoggingConfigurable):
         log(f"Using the {pack.name} buildpack (configuration in {repo.config_dir.relative_to(repo_dir) or '.'})\n")
         await asyncio.to_thread(self._check_common_files, repo, log)
         interpreter = await self._interpreter_for(pack, repo)
+        jail = await asyncio.to_thread(self._enter_build_sandbox, build_dir, repo_dir, anonymous)
+        try:
+            return await self._install(build_dir, repo, pack, interpreter, key, log, jail, started)
+        finally:
+            if jail is not None:
+                await asyncio.to_thread(jail.cleanup)
 
+    async def _install(self, build_dir, repo, pack, interpreter, key, log, jail, started) -> Environment:
         async def watchdog() -> str | None:
             return self._disk_limit_reason(await asyncio.to_thread(own_disk_usage, build_dir))
 
         async def run(argv: Sequence[str], cwd: Path | None, extra_env: dict[str, str]) -> CommandResult:
             log(f"$ {' '.join(os.path.basename(argv[0]) if i == 0 else a for i, a in enumerate(argv))}\n")
-            return await run_streaming(
-                argv, log, cwd=cwd, env={**self._uv_environ(), **extra_env}, watchdog=watchdog,
-                watchdog_interval=DISK_CHECK_INTERVAL,
-            )  # fmt: skip
+            env = {**self._uv_environ(), **extra_env}
+            if jail is not None:
+                argv, env = jail.wrap(list(argv), cwd), jail.environ(env)
+            result = await run_streaming(
+                argv, log, cwd=cwd, env=env, watchdog=watchdog, watchdog_interval=DISK_CHECK_INTERVAL
+            )
+            if result.returncode and jail is not None and jail.cgroup is not None and jail.cgroup.oom_kills():
+                raise LaunchError(
+                    f"the build ran out of memory (limit {jail.profile.mem_limit / GiB:.3g} GiB, the anonymous "
+                    "profile's: c.ResourceProfiles.anonymous)",
+                    500,
+                )
+            return result
 
         env_dir = build_dir / "env"
         scratch = build_dir / "scratch"
@@ -265,7 +333,12 @@ class EnvBuilder(LoggingConfigurable):
             session_packages=list(self.session_packages),
             scratch_dir=scratch,
         )
+        if jail is not None:
+            await asyncio.to_thread(jail.own, build_dir)
         await pack.create_environment(ctx)
+        if jail is not None:
+            # the conda installer runs in this process: what it made goes to the build's uid too
+            await asyncio.to_thread(jail.own, build_dir)
         await pack.install(ctx)
         shutil.rmtree(scratch)
         (ctx.uv.site_packages / DATA_LIBRARY_PTH).write_text(self.data_library_path + "\n")
@@ -277,6 +350,43 @@ class EnvBuilder(LoggingConfigurable):
         env = self.cache.publish(build_dir, key)
         log(f"Built environment {key} in {time.monotonic() - started:.1f} s\n")
         return env
+
+    def _enter_build_sandbox(self, build_dir: Path, repo_dir: Path, anonymous: bool):
+        """The build's sandbox (a ``Session``), or None when builds are not sandboxed.
+
+        Writable inside: the build directory and the package cache (which must therefore belong to
+        the build uid: handed over on the first build, a no-op walk when it already is).
+        """
+        if not self.sandboxed:
+            return None
+        from ..hub.profiles import ResourceProfiles
+        from ..hub.sandbox import Sandbox
+
+        if self._sandbox is None:
+            self._sandbox = Sandbox(parent=self)
+        uv_cache = Path(self.effective_uv_cache_dir())
+        resolutions = self._resolutions().directory
+        for path in (uv_cache, resolutions):
+            path.mkdir(parents=True, exist_ok=True)
+        jail = self._sandbox.prepare_build(
+            build_dir.name,
+            repo_dir,
+            ResourceProfiles(parent=self).anonymous_profile(),
+            readonly=[resolutions, Path(self.data_library_path)],
+            writable=[build_dir, uv_cache],
+            anonymous=anonymous,
+        )
+        if not self._uv_cache_handed_over:
+            jail.own(uv_cache)
+            self._uv_cache_handed_over = True
+        return jail
+
+    def effective_uv_cache_dir(self) -> str:
+        """uv's cache: ``uv_cache_dir``, else $UV_CACHE_DIR, else (sandboxed) one beside the environments,
+        since the build uid cannot reach root's ~/.cache; '' leaves uv its default."""
+        if self.uv_cache_dir or os.environ.get("UV_CACHE_DIR"):
+            return self.uv_cache_dir or os.environ["UV_CACHE_DIR"]
+        return str(self.cache.root / ".uv-cache") if self.sandboxed else ""
 
     def _resolutions(self) -> ResolutionCache:
         return ResolutionCache(self.cache.root / ".resolutions", self.resolution_reuse_seconds, self.config_hash())
@@ -304,16 +414,15 @@ class EnvBuilder(LoggingConfigurable):
         """An interpreter of Python ``version`` (X.Y): the default one if it matches, else the first on the search path."""
         candidates = [self.python, *(str(Path(d) / f"python{version}") for d in self.python_search_path)]
         for candidate in candidates:
-            if _interpreter_version(candidate) == version:
+            if self._runnable_by_builds(candidate) and _interpreter_version(candidate) == version:
                 return candidate
         available = sorted(
             {
                 v
-                for d in self.python_search_path
-                for p in Path(d).glob("python3.*")
-                if (v := _interpreter_version(str(p)))
+                for candidate in [self.python, *(str(p) for d in self.python_search_path for p in Path(d).glob("python3.*"))]
+                if self._runnable_by_builds(candidate) and (v := _interpreter_version(candidate))
             }
-            | {_interpreter_version(self.python) or "?"}
+            or {"none"}
         )
         raise LaunchError(
             f"the repository asks for Python {version}, which this host does not have (available: {', '.join(available)}): "
@@ -321,13 +430,18 @@ class EnvBuilder(LoggingConfigurable):
             400,
         )
 
+    def _runnable_by_builds(self, interpreter: str) -> bool:
+        """Sandboxed builds (and sessions) run as other uids: an interpreter under a private home is no use."""
+        return not (self.sandboxed and os.geteuid() == 0) or _usable_by_everyone(interpreter)
+
     async def _post_build(self, repo: RepoFiles, build_dir: Path, run) -> None:
         if not repo.has("postBuild"):
             return
         script = repo.path("postBuild")
         script.chmod(script.stat().st_mode | 0o111)
         env = Environment(key="", root=build_dir)
-        result = await run([str(script)], repo.root, env.session_environ(os.environ))
+        # HOME is the checkout, as in repo2docker: what postBuild writes to ~ is in every session's home
+        result = await run([str(script)], repo.root, env.session_environ({**os.environ, "HOME": str(repo.root)}))
         if result.returncode:
             last = next((line for line in reversed(result.tail) if line.strip()), "no output")
             raise LaunchError(f"postBuild failed with exit status {result.returncode}: {last.strip()}", 500)
@@ -356,8 +470,8 @@ class EnvBuilder(LoggingConfigurable):
             k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "CONDA_PREFIX")
         }
         environ.update(UV_LINK_MODE="hardlink", UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1", NO_COLOR="1")
-        if self.uv_cache_dir:
-            environ["UV_CACHE_DIR"] = self.uv_cache_dir
+        if uv_cache := self.effective_uv_cache_dir():
+            environ["UV_CACHE_DIR"] = uv_cache
         if self.index_url:
             environ["UV_INDEX_URL"] = self.index_url
         return environ

@@ -6,17 +6,22 @@ Layout under ``root``::
     <key>/last-used         its mtime is the entry's last use (LRU order)
     .tmp/<key>.<pid>.<rnd>  builds in progress; a dead builder's leftovers are removed, never looked up
     .pins/<key>/<holder>    one file per session using the entry: pinned entries are never evicted
+    .locks/<key>.lock       flock held while a process builds <key> (the hub and the binder service share the cache)
 
 Everything is plain files so that a restarted service (or ``bia-binder cache``) sees the same state.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +51,32 @@ class EnvCache:
 
     def entry_dir(self, key: str) -> Path:
         return self.root / key
+
+    @contextlib.asynccontextmanager
+    async def exclusive_build(self, key: str, on_wait: Callable[[], None], poll: float = 0.25) -> AsyncIterator[None]:
+        """Hold the cross-process build lock of ``key``; ``on_wait`` is called once if another process holds it.
+
+        Within one process builds of a key are joined; this keeps two processes (the hub's spawner and
+        the binder service) from building the same environment twice at once. An ``flock``, so a
+        crashed holder releases it.
+        """
+        locks = self.root / ".locks"
+        locks.mkdir(exist_ok=True)
+        with open(locks / f"{key}.lock", "a") as lock:
+            waiting = False
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not waiting:
+                        on_wait()
+                        waiting = True
+                    await asyncio.sleep(poll)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def lookup(self, key: str) -> Environment | None:
         root = self.entry_dir(key)

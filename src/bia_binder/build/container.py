@@ -3,10 +3,12 @@
 On a host with Docker or Podman it runs repo2docker's own image against the engine's socket; on
 Kubernetes it describes a build pod (BinderHub's model), which the deployment creates through the API.
 The result is an image name, used by a container spawner instead of an environment directory.
+The launch service uses it when ``c.BinderService.container_builds`` is ``fallback`` or ``always``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -14,7 +16,7 @@ from traitlets import Dict, Enum, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..events import LaunchError
-from .base import LogFn
+from .base import LogFn, cache_key
 from .process import run_streaming
 
 #: Docker and Podman sockets repo2docker talks to (Podman serves the Docker API on its socket)
@@ -56,8 +58,47 @@ class ContainerBuilder(LoggingConfigurable):
     )
     build_timeout = Int(3600, config=True, help="Seconds a build pod may run (activeDeadlineSeconds).")
 
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        #: images this process built: on Kubernetes the only ones known to exist (see image_exists)
+        self._built: set[str] = set()
+
+    def cache_key(self, provider: str, ref: str) -> str:
+        """The image of a resolved repository: what repo2docker puts in it depends on its own version only."""
+        return cache_key("container", provider, ref, self.repo2docker_image)
+
     def image_name(self, key: str) -> str:
         return f"{self.image_prefix}{key}"
+
+    def describe(self) -> str:
+        """For /versions: where builds run."""
+        where = "Kubernetes build pods" if self.engine == "kubernetes" else self.engine
+        return f"repo2docker ({self.repo2docker_image}) on {where}"
+
+    async def image_exists(self, key: str) -> bool:
+        """Whether the image of ``key`` is built already, so a launch can skip the build.
+
+        Docker/Podman: ``<engine> image inspect`` on this host. Kubernetes: the image lives in a
+        registry this service does not query, so only images built by this process count; after a
+        restart the first launch of each ref builds again (repo2docker then reuses the node's layers).
+        """
+        if self.engine == "kubernetes":
+            return key in self._built
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self.engine, "image", "inspect", self.image_name(key),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+        except FileNotFoundError:
+            raise self._engine_missing() from None
+        return await proc.wait() == 0
+
+    def _engine_missing(self) -> LaunchError:
+        return LaunchError(
+            f"the container builder needs {self.engine}, which is not installed here: install it or set "
+            "c.ContainerBuilder.engine",
+            500,
+        )
 
     def should_push(self) -> bool:
         return self.push == "always" or (self.push == "auto" and self.engine == "kubernetes")
@@ -123,15 +164,25 @@ class ContainerBuilder(LoggingConfigurable):
 
     async def build(self, repo_url: str, ref: str, key: str, log: LogFn) -> str:
         """Build on the local engine, streaming repo2docker's log; the image name."""
-        try:
-            result = await run_streaming(self.engine_command(repo_url, ref, key), log)
-        except FileNotFoundError:
+        if self.engine == "kubernetes":
             raise LaunchError(
-                f"the container builder needs {self.engine}, which is not installed here: install it or set "
-                "c.ContainerBuilder.engine",
+                "this service runs repo2docker on Docker or Podman only: on Kubernetes, create build pods from "
+                "ContainerBuilder.build_pod_manifest() in the deployment, or set c.ContainerBuilder.engine",
+                501,
+            )
+        command = self.engine_command(repo_url, ref, key)
+        try:
+            result = await asyncio.wait_for(run_streaming(command, log), self.build_timeout)
+        except FileNotFoundError:
+            raise self._engine_missing() from None
+        except TimeoutError:
+            raise LaunchError(
+                f"the container build took longer than {self.build_timeout} s and was stopped "
+                "(limit: c.ContainerBuilder.build_timeout)",
                 500,
             ) from None
         if result.returncode:
             last = next((line.strip() for line in reversed(result.tail) if line.strip()), "no output")
             raise LaunchError(f"the container build failed (exit status {result.returncode}): {last}", 500)
+        self._built.add(key)
         return self.image_name(key)

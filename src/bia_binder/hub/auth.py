@@ -27,8 +27,9 @@ Modes
 Anything set explicitly in the config file before or after the call wins over these defaults,
 because :func:`configure_auth` only fills traits the deployer has not set.
 
-Call :func:`check_auth_environment` before starting the hub to turn a missing secret into a
-one-line error instead of a hub that dies at start-up.
+Call :func:`check_auth_config` (``bia-binder up`` does) before starting anything, with the
+operator's config file loaded, to turn a missing secret or OIDC client into a one-line error
+instead of a hub that dies at start-up or a login page that fails later.
 """
 
 from __future__ import annotations
@@ -122,6 +123,38 @@ def check_auth_environment(mode: str, environ: Mapping[str, str] = os.environ) -
             f"--auth dev needs a password: set the environment variable {DEV_PASSWORD_ENV} "
             f"(e.g. export {DEV_PASSWORD_ENV}=$(openssl rand -hex 12))"
         )
+
+
+#: what an OIDC client needs, and where oauthenticator finds each: (trait, environment variable)
+OIDC_CLIENT_SETTINGS = (("client_id", "OAUTH_CLIENT_ID"), ("client_secret", "OAUTH_CLIENT_SECRET"))
+
+
+def check_auth_config(mode: str, config: Config, environ: Mapping[str, str] = os.environ) -> None:
+    """:func:`check_auth_environment`, and for ``oidc`` a client id and secret in ``config`` or ``environ``.
+
+    ``config`` is the operator's config file as loaded (not yet merged with ours), so this runs
+    before anything starts.
+    """
+    check_auth_environment(mode, environ)
+    if mode != "oidc":
+        return
+    missing = [(name, env) for name, env in OIDC_CLIENT_SETTINGS if not _oidc_client_setting(config, environ, name, env)]
+    if missing:
+        settings = " and ".join(f"{env} (or c.GenericOAuthenticator.{name} in the --config file)" for name, env in missing)
+        what = " and ".join(name.replace("_", " ") for name, _ in missing)
+        raise AuthConfigError(
+            f"--auth oidc needs the {what} of the client registered with LS Login "
+            f"(callback https://<host>/hub/oauth_callback): set {settings}"
+        )
+
+
+def _oidc_client_setting(config: Config, environ: Mapping[str, str], name: str, env_name: str) -> str:
+    """Where oauthenticator looks, in its order: its own config section, its base class's, the environment."""
+    for section in ("GenericOAuthenticator", "OAuthenticator"):
+        value = config.get(section, {}).get(name)  # .get: reading must not create sections
+        if value:
+            return str(value)
+    return environ.get(env_name, "")
 
 
 def _set_default(section: Config, name: str, value: Any) -> None:

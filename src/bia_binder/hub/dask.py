@@ -1,6 +1,15 @@
 """Dask for every session: a profile-sized ``LocalCluster`` and a shared dask-gateway.
 
-Two pieces, both called from the hub configuration:
+Three pieces:
+
+:func:`configure_portal_dask_gateway`
+    what ``bia-binder up --auth ...`` runs (configured by ``c.DaskGatewayService.*``): the gateway
+    below, its clusters running in the *default bioimage environment* of logged-in sessions, so
+    workers import exactly what notebooks import. That environment is built lazily (by a user's
+    first session with it); until then the gateway is up but refuses new clusters with a message
+    saying so (:class:`~bia_binder.hub.dask_backends.DefaultEnvironmentBackend`). Where the host
+    cannot run the gateway (see :meth:`DaskGatewayService.unavailable_reason`), nothing is
+    configured and ``bia-binder up`` says why in its start-up report.
 
 :func:`configure_dask_gateway`
     runs ``dask-gateway-server`` (local backend) as the JupyterHub service ``dask-gateway``
@@ -10,7 +19,8 @@ Two pieces, both called from the hub configuration:
     just does ``from dask_gateway import Gateway; Gateway().new_cluster()``.
 
     Only logged-in users get it (anonymous ``binder-…`` sessions do not). The gateway runs as the
-    hub's user; on one machine its local backend (:class:`UnprivilegedLocalBackend`) runs every
+    hub's user; on one machine its local backend
+    (:class:`~bia_binder.hub.dask_backends.UnprivilegedLocalBackend`) runs every
     cluster's processes as one unprivileged system user (``cluster_user``, default ``nobody``),
     not as each hub user: clusters of different users are not isolated from each other. The
     Kubernetes backend (deployment issue) gives each cluster its own pods.
@@ -33,23 +43,30 @@ Example::
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import pwd
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dask_gateway_server.backends.local import LocalBackend
-from traitlets import Unicode
-from traitlets.config import Config
+from traitlets import Bool, Float, Int, Unicode
+from traitlets.config import Config, LoggingConfigurable
 
+from ..events import LaunchError
 from .culling import is_temporary_user
+from .settings import UpSettings
 
 SERVICE_NAME = "dask-gateway"
 ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
+#: holder of the gateway's pin on the environment its clusters run in (the cache never evicts it)
+PIN_HOLDER = "dask-gateway"
+#: the gateway's backends live apart: this module is imported by every session's spawner, and
+#: must not need dask-gateway-server to be importable
+BACKENDS = "bia_binder.hub.dask_backends"
+GiB = 1024**3
 
 
 class DaskGatewayConfigError(ValueError):
@@ -60,68 +77,49 @@ class DaskGatewayConfigError(ValueError):
 DEFAULT_SERVER_TOKEN_SCOPES = ("users:activity!user", "access:servers!server")
 
 
-class UnprivilegedLocalBackend(LocalBackend):
-    """dask-gateway's local backend, running every cluster as one unprivileged system user.
-
-    The stock ``LocalBackend`` runs a cluster as the system account named like the hub user,
-    which hub users (``binder-…``, LS Login ids) do not have; ``UnsafeLocalBackend`` runs it as
-    the gateway (root). Here the gateway stays root and clusters drop to :attr:`cluster_user`.
-    """
-
-    cluster_user = Unicode(
-        "nobody",
-        help="System user that runs the schedulers and workers of every cluster.",
-        config=True,
-    )
-
-    def set_file_permissions(self, paths: list[str], username: str) -> None:
-        # Hand the whole working directory (paths[0]: logs, TLS key and certificate) to the
-        # cluster user. The list itself can't be trusted: LocalBackend 2026.3 adds the key and
-        # certificate paths to it character by character.
-        account = pwd.getpwnam(self.cluster_user)
-        workdir = Path(paths[0])
-        for path in [workdir, *workdir.rglob("*")]:
-            os.chown(path, account.pw_uid, account.pw_gid)
-
-    def make_preexec_fn(self, cluster: Any) -> Callable[[], None]:
-        account = pwd.getpwnam(self.cluster_user)
-        workdir = cluster.state["workdir"]
-
-        def preexec() -> None:
-            os.setgid(account.pw_gid)
-            os.setgroups([])
-            os.setuid(account.pw_uid)
-            os.chdir(workdir)
-
-        return preexec
-
-
 def gateway_config(
     *,
     http_address: str,
     tcp_address: str,
     clusters_dir: Path,
-    cluster_bin_dir: Path,
+    cluster_bin_dir: Path | None,
     cluster_user: str,
     max_cores: float,
     max_memory: int,
     cluster_idle_timeout: int,
+    backend: str = "UnprivilegedLocalBackend",
 ) -> dict[str, dict[str, Any]]:
-    """dask-gateway-server's configuration (a traitlets JSON config)."""
-    return {
+    """dask-gateway-server's configuration (a traitlets JSON config).
+
+    ``cluster_bin_dir`` None: the backend chooses the environment per cluster (``DefaultEnvironmentBackend``).
+    """
+    config: dict[str, dict[str, Any]] = {
         "DaskGateway": {
-            "backend_class": f"{__name__}.UnprivilegedLocalBackend",
+            "backend_class": f"{BACKENDS}.{backend}",
             "authenticator_class": "dask_gateway_server.auth.JupyterHubAuthenticator",
         },
         "Proxy": {"address": http_address, "tcp_address": tcp_address, "prefix": f"/services/{SERVICE_NAME}"},
         "UnprivilegedLocalBackend": {"clusters_directory": str(clusters_dir), "cluster_user": cluster_user},
         "LocalClusterConfig": {
-            "scheduler_cmd": [str(cluster_bin_dir / "dask"), "scheduler"],
-            "worker_cmd": [str(cluster_bin_dir / "dask"), "worker"],
             "cluster_max_cores": max_cores,
             "cluster_max_memory": max_memory,
             "idle_timeout": cluster_idle_timeout,
         },
+    }
+    if cluster_bin_dir is not None:
+        config["LocalClusterConfig"].update(cluster_commands(cluster_bin_dir))
+    return config
+
+
+def cluster_commands(bin_dir: Path) -> dict[str, Any]:
+    """Scheduler and worker commands of clusters running in the environment of ``bin_dir``.
+
+    Its ``bin/`` first on PATH: what a worker runs in a subprocess comes from the same environment.
+    """
+    return {
+        "scheduler_cmd": [str(bin_dir / "dask"), "scheduler"],
+        "worker_cmd": [str(bin_dir / "dask"), "worker"],
+        "environment": {"PATH": f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin", "VIRTUAL_ENV": str(bin_dir.parent)},
     }
 
 
@@ -149,46 +147,177 @@ def configure_dask_gateway(
     ``cluster_idle_timeout``: seconds before an unused cluster is shut down.
     """
     cluster_bin_dir, state_dir = Path(cluster_bin_dir), Path(state_dir)
-    _check_runnable_by(cluster_bin_dir / "dask", cluster_user)
-    clusters_dir = state_dir / "clusters"
-    clusters_dir.mkdir(parents=True, exist_ok=True)
-    clusters_dir.chmod(0o755)  # the cluster user must reach its own working directory below
-    config_path = state_dir / "dask_gateway_config.json"
+    check_cluster_environment(cluster_bin_dir, cluster_user)
     config = gateway_config(
         http_address=f"127.0.0.1:{http_port}",
         tcp_address=f"127.0.0.1:{tcp_port}",
-        clusters_dir=clusters_dir,
+        clusters_dir=_clusters_dir(state_dir),
         cluster_bin_dir=cluster_bin_dir,
         cluster_user=cluster_user,
         max_cores=max_cores,
         max_memory=max_memory,
         cluster_idle_timeout=cluster_idle_timeout,
     )
+    _add_gateway_service(c, config, state_dir=state_dir, hub_url=hub_url, http_port=http_port, tcp_port=tcp_port)
+
+
+class DaskGatewayService(LoggingConfigurable):
+    """dask-gateway as ``bia-binder up`` runs it for logged-in users (``c.DaskGatewayService.*``)."""
+
+    enabled = Bool(True, config=True, help="Run dask-gateway when users log in (--auth oidc|native|dev).")
+    cluster_user = Unicode(
+        "nobody",
+        config=True,
+        help="System user running every cluster's scheduler and workers (clusters of different users are "
+        "not isolated from each other).",
+    )
+    http_port = Int(
+        0, config=True, help="Port of the gateway's HTTP API on 127.0.0.1 (proxied at /services/dask-gateway/); 0: any free port."
+    )
+    tcp_port = Int(0, config=True, help="Port on 127.0.0.1 sessions reach schedulers through; 0: any free port.")
+    max_cores = Float(8, config=True, help="Cores one cluster may use in total.")
+    max_memory = Int(32 * GiB, config=True, help="Bytes of memory one cluster may use in total.")
+    cluster_idle_timeout = Int(3600, config=True, help="Seconds before a cluster nobody uses is shut down.")
+
+    def unavailable_reason(self) -> str | None:
+        """Why this host cannot run the gateway (one line), or None."""
+        if not self.enabled:
+            return "turned off by c.DaskGatewayService.enabled"
+        if importlib.util.find_spec("dask_gateway_server") is None:
+            return "dask-gateway-server is not installed with bia-binder (run `make install`)"
+        if not gateway_server_command().exists():
+            return f"{gateway_server_command()} is missing (run `make install`)"
+        if os.geteuid() != 0:
+            return f"clusters run as the system user {self.cluster_user!r}, and switching to it needs root"
+        try:
+            pwd.getpwnam(self.cluster_user)
+        except KeyError:
+            return f"the cluster user {self.cluster_user!r} does not exist on this host (set c.DaskGatewayService.cluster_user)"
+        return None
+
+
+def configure_portal_dask_gateway(c: Config, settings: UpSettings) -> str | None:
+    """The shipped hub config's call: dask-gateway for logged-in users, clusters in the default environment.
+
+    Call it after the operator's config is loaded: its ``c.EnvBuilder`` and
+    ``c.BinderSpawner.default_environment_requirements`` decide which environment that is, and a
+    service it names ``dask-gateway`` replaces ours. Returns why the gateway does not run, or None.
+    """
+    if any(entry.get("name") == SERVICE_NAME for entry in c.JupyterHub.get("services", [])):
+        return None
+    gateway = DaskGatewayService(config=c)
+    reason = gateway.unavailable_reason()
+    if reason is not None:
+        gateway.log.warning("dask-gateway is off: %s", reason)
+        return reason
+    data_dir = Path(settings.data_dir)
+    try:
+        environments_dir, key = default_environment(c, data_dir / "envs")
+    except DaskGatewayConfigError as e:
+        gateway.log.warning("dask-gateway is off: %s", e)
+        return str(e)
+    http_port, tcp_port = gateway.http_port or _free_port(), gateway.tcp_port or _free_port()
+    state_dir = data_dir / "dask-gateway"
+    # sessions run on this host: they reach the proxy on loopback unless it listens on one address only
+    host = "127.0.0.1" if settings.ip in ("", "0.0.0.0", "::") else settings.ip
+    hub_url = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
+    config = gateway_config(
+        http_address=f"127.0.0.1:{http_port}",
+        tcp_address=f"127.0.0.1:{tcp_port}",
+        clusters_dir=_clusters_dir(state_dir),
+        cluster_bin_dir=None,
+        cluster_user=gateway.cluster_user,
+        max_cores=gateway.max_cores,
+        max_memory=gateway.max_memory,
+        cluster_idle_timeout=gateway.cluster_idle_timeout,
+        backend="DefaultEnvironmentBackend",
+    )
+    config["DefaultEnvironmentBackend"] = {"environments_dir": str(environments_dir), "environment_key": key}
+    _add_gateway_service(c, config, state_dir=state_dir, hub_url=hub_url, http_port=http_port, tcp_port=tcp_port)
+    return None
+
+
+def default_environment(c: Config, default_dir: Path) -> tuple[Path, str]:
+    """Cache directory and key of the default bioimage environment, as the hub's spawner computes them."""
+    from ..build import EnvBuilder
+    from . import default_environment
+
+    environments_dir = Path(c.get("BinderSpawner", {}).get("environments_dir") or default_dir)
+    try:
+        requirements = default_environment.read_requirements(default_environment.requirements_file(c))
+    except LaunchError as e:
+        raise DaskGatewayConfigError(f"dask-gateway: {e.message}") from e
+    builder = EnvBuilder(config=c, cache_dir=str(environments_dir.resolve()))
+    return environments_dir.resolve(), default_environment.environment_key(builder, requirements)
+
+
+def gateway_server_command() -> Path:
+    return Path(sys.executable).parent / "dask-gateway-server"
+
+
+def _free_port() -> int:
+    from ..up import free_port
+
+    return free_port()
+
+
+def _clusters_dir(state_dir: Path) -> Path:
+    clusters_dir = state_dir / "clusters"
+    clusters_dir.mkdir(parents=True, exist_ok=True)
+    # the cluster user must reach its own working directory below
+    for path in (state_dir, clusters_dir):
+        path.chmod(0o755)
+    return clusters_dir
+
+
+def _add_gateway_service(
+    c: Config, config: dict[str, Any], *, state_dir: Path, hub_url: str, http_port: int, tcp_port: int
+) -> None:
+    config_path = state_dir / "dask_gateway_config.json"
     config_path.write_text(json.dumps(config, indent=2))
     service = {
         "name": SERVICE_NAME,
         "url": f"http://127.0.0.1:{http_port}",
-        "command": [str(Path(sys.executable).parent / "dask-gateway-server"), "-f", str(config_path)],
+        "command": [str(gateway_server_command()), "-f", str(config_path)],
         "cwd": str(state_dir),
+        # JupyterHub passes services a handful of variables; the gateway needs the operator's
+        # locale and HOME, never the hub's secrets
+        "environment": {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("JUPYTERHUB_", "BIA_BINDER_")) and "PASSWORD" not in key and "SECRET" not in key
+        },
     }
     c.JupyterHub.services.append(service)
     _grant_users_gateway_access(c)
     c.Spawner.environment.update(gateway_client_environment(hub_url, tcp_port))
 
 
-def _check_runnable_by(program: Path, username: str) -> None:
-    """Fail now, with the reason, rather than at a user's first cluster."""
+def check_cluster_environment(bin_dir: Path, username: str) -> None:
+    """Fail now, with the reason, rather than at a user's first cluster: ``username`` must run the
+    environment's Python and import what schedulers and workers need."""
     account = pwd.getpwnam(username)
-    probe = subprocess.run(
-        ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups", str(program), "--version"],
-        capture_output=True,
-        timeout=120,
-    )
-    if probe.returncode != 0:
+    python = bin_dir / "python"
+    try:
+        probe = subprocess.run(
+            [str(python), "-c", "import dask_gateway, distributed"],
+            user=account.pw_uid, group=account.pw_gid, extra_groups=[], cwd="/", check=False,
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    except OSError:
+        probe = None
+    if probe is not None and probe.returncode == 0:
+        return
+    if probe is not None and "ModuleNotFoundError" in probe.stderr:
+        missing = probe.stderr.strip().splitlines()[-1].split("No module named")[-1].strip(" '\"")
         raise DaskGatewayConfigError(
-            f"dask-gateway: {program} cannot be run by the cluster user {username!r}; "
-            "build the cluster environment where that user can read it (not under /root)"
+            f"dask-gateway: the cluster environment {bin_dir.parent} lacks {missing}: "
+            "add dask-gateway and distributed to its requirements (c.BinderSpawner.default_environment_requirements)"
         )
+    raise DaskGatewayConfigError(
+        f"dask-gateway: {python} cannot be run by the cluster user {username!r}; "
+        "build the cluster environment where that user can read it (not under /root)"
+    )
 
 
 def _grant_users_gateway_access(c: Config) -> None:

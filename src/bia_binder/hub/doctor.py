@@ -16,6 +16,7 @@ from pathlib import Path
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
+from .homes import EphemeralDisks
 from .sandbox import Capabilities, Check, Sandbox
 
 
@@ -26,10 +27,12 @@ class Report:
     guarantees: list[tuple[str, Check]]
     gpus: list[int]
     unsafe: bool
+    #: what else holds, informational: (name, one line)
+    notes: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def from_capabilities(cls, caps: Capabilities, unsafe: bool) -> Report:
-        return cls(guarantees=caps.checks(), gpus=caps.gpus, unsafe=unsafe)
+    def from_capabilities(cls, caps: Capabilities, unsafe: bool, notes=()) -> Report:
+        return cls(guarantees=caps.checks(), gpus=caps.gpus, unsafe=unsafe, notes=tuple(notes))
 
     @property
     def isolated(self) -> bool:
@@ -51,6 +54,8 @@ class Report:
             f"  [--] {'GPUs'.ljust(width)}  "
             + (f"devices {self.gpus} (CUDA_VISIBLE_DEVICES per session)" if self.gpus else "none found")
         )
+        for name, detail in self.notes:
+            lines.append(f"  [--] {name.ljust(width)}  {detail}")
         if self.isolated:
             lines.append("Anonymous launches: allowed (all guarantees hold).")
         elif self.unsafe:
@@ -66,7 +71,21 @@ class Report:
 def guarantee_report(config: Config | None = None, unsafe: bool = False) -> Report:
     """Probe this host with the sandbox configuration ``config`` (a ``c.Sandbox...`` traitlets Config)."""
     sandbox = Sandbox(config=config or Config())
-    return Report.from_capabilities(sandbox.capabilities, unsafe or sandbox.allow_unsafe)
+    caps = sandbox.capabilities
+    return Report.from_capabilities(caps, unsafe or sandbox.allow_unsafe, notes=_notes(sandbox, caps))
+
+
+def _notes(sandbox: Sandbox, caps: Capabilities) -> list[tuple[str, str]]:
+    no_disks = EphemeralDisks.available()
+    builds = (
+        f"in the same sandbox as sessions, as uid {sandbox.build_uid}"
+        if caps.isolated
+        else "as anonymous sessions: refused, or with what the host gives under --unsafe-no-sandbox"
+    )
+    return [
+        ("disk limit", f"none for anonymous sessions ({no_disks})" if no_disks else "anonymous sessions write to a filesystem of their profile's disk_limit"),
+        ("builds", builds),
+    ]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

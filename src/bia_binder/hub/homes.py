@@ -295,3 +295,45 @@ class HomeManager(LoggingConfigurable):
         for path in (self.image_path(username), self.archived_path(username)):
             path.unlink(missing_ok=True)
         shutil.rmtree(self.mount_point(username), ignore_errors=True)
+
+
+class EphemeralDisks(HomeManager):
+    """Disk-limited working directories of anonymous sessions.
+
+    Like a home, a sparse ext4 image per session (the filesystem is the limit: ``ENOSPC`` for that
+    session only), but mounted at the session's own directory under ``sessions_dir`` and deleted
+    with the session. A loop mount rather than a size-limited tmpfs: tmpfs pages would count
+    against the session's memory, and bubblewrap 0.8 (Debian 12) cannot size its tmpfs.
+    """
+
+    sessions_dir = Unicode(help="Directory of the sessions' working directories (the mount points).").tag(config=True)
+
+    @property
+    def mounts_dir(self) -> Path:
+        return Path(self.sessions_dir)
+
+    def mount_point(self, username: str) -> Path:
+        return Path(self.sessions_dir) / username
+
+    @staticmethod
+    def available() -> str | None:
+        """Why disk limits cannot be made on this host, or None when they can."""
+        if os.geteuid() != 0:
+            return "not root: loop-mounting needs root"
+        if not shutil.which("mkfs.ext4"):
+            return "mkfs.ext4 not found: install e2fsprogs"
+        if not Path("/dev/loop-control").exists():
+            return "no /dev/loop-control: this host (container) offers no loop devices"
+        return None
+
+    def create(self, username: str, size: int) -> Path:
+        """A fresh, empty, mounted filesystem of ``size`` bytes for the session ``username``."""
+        self.user_quotas = {**self.user_quotas, username: size}
+        mount_point = self.ensure_home(username)
+        (mount_point / "lost+found").rmdir()  # ext4's, of no use in a throw-away filesystem; noise in JupyterLab
+        return mount_point
+
+    def unmount(self, username: str) -> None:
+        # lazily: a process of the stopped session that has not quite gone must not keep the disk
+        if self.is_mounted(username):
+            _run(["umount", "--lazy", str(self.mount_point(username))], f"unmounting the disk of {username}")

@@ -21,7 +21,9 @@ from pathlib import Path
 
 from bia_binder.hub.auth import configure_auth
 from bia_binder.hub.culling import TEMPORARY_USERS_GROUP, configure_culler
+from bia_binder.hub.dask import configure_portal_dask_gateway
 from bia_binder.hub.rclone import configure_rclone
+from bia_binder.hub.sandbox import configure_sandbox
 from bia_binder.hub.settings import UpSettings
 
 c = get_config()  # noqa: F821 (injected by JupyterHub)
@@ -76,11 +78,7 @@ c.BinderSpawner.sessions_dir = str(data_dir / "sessions")
 c.Spawner.http_timeout = 120
 c.Spawner.start_timeout = 120
 c.JupyterHub.allow_named_servers = False
-# Inside a session the whole data dir (hub database, secrets, environment cache, other sessions)
-# is an empty directory; the session's own environment and home are shown again by the spawner.
-c.Sandbox.hidden_paths = [str(data_dir)]
-c.Sandbox.state_dir = str(data_dir / "sandbox")
-c.Sandbox.allow_unsafe = settings.unsafe_no_sandbox
+configure_sandbox(c, data_dir, allow_unsafe=settings.unsafe_no_sandbox)
 c.BinderSpawner.scratch_dir = str(data_dir / "scratch")
 c.HomeManager.root = str(data_dir / "homes")
 configure_rclone(c, data_dir / "rclone.conf")
@@ -109,3 +107,9 @@ if settings.config_file:
     for name, entries in ours.items():
         c.JupyterHub[name] = merged_by_name(entries, list(c.JupyterHub[name]))
     c.JupyterHub.load_groups = {**our_groups, **c.JupyterHub.load_groups}
+
+# --- dask-gateway for logged-in users -------------------------------------------------------
+# After the operator's config: its EnvBuilder and BinderSpawner settings decide the default
+# environment the clusters run in, and its own `dask-gateway` service would replace ours.
+if settings.auth != "none":
+    configure_portal_dask_gateway(c, settings)

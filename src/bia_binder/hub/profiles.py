@@ -51,6 +51,9 @@ class ResourceProfile:
     pids_limit: int = 4096
     gpus: int = 0
     storage: Storage = "ephemeral"
+    #: bytes an ephemeral session may write (its working directory is a filesystem of that size); 0: no limit.
+    #: Persistent profiles are bounded by the home's quota instead (HomeManager.quota).
+    disk_limit: int = 0
     description: str = ""
 
     def cgroup_limits(self) -> CgroupLimits:
@@ -59,8 +62,13 @@ class ResourceProfile:
     def kubespawner_override(self) -> dict[str, Any]:
         """KubeSpawner trait values for this profile (``kubespawner_override`` of a ``profile_list`` entry)."""
         override: dict[str, Any] = {"mem_limit": self.mem_limit, "cpu_limit": self.cpu_limit}
+        limits = {}
         if self.gpus:
-            override["extra_resource_limits"] = {GPU_RESOURCE: str(self.gpus)}
+            limits[GPU_RESOURCE] = str(self.gpus)
+        if self.disk_limit and self.storage == "ephemeral":
+            limits["ephemeral-storage"] = str(self.disk_limit)
+        if limits:
+            override["extra_resource_limits"] = limits
         return override
 
     def session_environ(self) -> dict[str, str]:
@@ -82,6 +90,7 @@ class ResourceProfile:
         merged.setdefault("display_name", merged["slug"])
         merged["mem_limit"] = int(ByteSpecification().validate(None, merged["mem_limit"]))
         merged["cpu_limit"] = float(merged["cpu_limit"])
+        merged["disk_limit"] = int(ByteSpecification().validate(None, merged.get("disk_limit") or 0))
         if merged["mem_limit"] <= 0 or merged["cpu_limit"] <= 0 or int(merged.get("pids_limit", 1)) <= 0:
             raise TraitError(f"resource profile {merged['slug']!r}: limits must be positive")
         if merged.get("storage", "ephemeral") not in ("ephemeral", "persistent"):
@@ -102,6 +111,7 @@ class ResourceProfiles(LoggingConfigurable):
             "mem_limit": 8 * GiB,
             "cpu_limit": 4,
             "storage": "ephemeral",
+            "disk_limit": 10 * GiB,
         },
         help="The profile of anonymous (Binder) launches: keys of ResourceProfile, sizes as bytes or '8G'.",
     ).tag(config=True)

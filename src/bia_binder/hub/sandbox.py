@@ -23,8 +23,11 @@ only the session's processes, every path of :attr:`Sandbox.hidden_paths` (hub da
 cookie secret, environment cache, other sessions' homes) is replaced by an empty read-only
 directory (a file by an empty file); then ``readonly`` paths are shown again read-only, and
 ``home`` and ``writable`` read-write (``writable`` keeps its owner: make it writable for the
-session's uid yourself). The network is shared. Builds, ``postBuild`` included, use the same
-call with the build directory as ``home`` (and the environment being built as ``writable``).
+session's uid yourself). The network is shared.
+
+Builds (the installer, the repository's own ``setup.py``, ``postBuild``) run in the same kind of
+sandbox through :meth:`Sandbox.prepare_build`: as :attr:`Sandbox.build_uid` instead of a
+session's uid, with the checkout as home and the environment being built writable.
 
 What the host can give is probed once per :class:`Sandbox` (:attr:`Sandbox.capabilities`);
 what it cannot give is left out of ``wrap`` (anonymous launches are then refused unless
@@ -223,6 +226,12 @@ class Sandbox(LoggingConfigurable):
 
     stop_grace = Float(5.0, help="Seconds between SIGTERM and SIGKILL when a session is cleaned up.").tag(config=True)
 
+    build_uid = Int(
+        19999,
+        help="The uid builds run as. One for all builds, because builds share the package caches it owns; "
+        "never a session's (keep it outside uid_range) and with no host account.",
+    ).tag(config=True)
+
     @default("state_dir")
     def _default_state_dir(self) -> str:
         return str(default_state_dir())
@@ -343,15 +352,66 @@ class Sandbox(LoggingConfigurable):
         )  # fmt: skip
         try:
             if caps.uid_separation.ok:
-                _chown_tree(home, uid)
-            if any(check.ok for check in caps.limits.values()):
-                session.cgroup = self.cgroup_layout.create(
-                    self.cgroup_parent, cgroup_name(name), self._cgroup_limits(profile, caps)
-                )
+                session.own(home)
+                home.chmod(0o700)
+            self._attach_cgroup(session)
         except BaseException:
             session.cleanup()
             raise
         return session
+
+    def prepare_build(
+        self,
+        name: str,
+        workdir: Path,
+        profile: ResourceProfile,
+        readonly: Sequence[Path] = (),
+        writable: Sequence[Path] = (),
+        anonymous: bool = True,
+    ) -> Session:
+        """A sandbox for one build, as :attr:`build_uid`: ``workdir`` (the checkout: cwd and HOME) and
+        ``writable`` (the environment being built, package caches) writable, everything else as for sessions.
+
+        Builds share their uid, so their processes are told apart by cgroup, not by uid; hand the
+        build's files to that uid with :meth:`Session.own` (``workdir`` is handed over here).
+        ``name`` must be unique among the builds running on this host (a build directory's name).
+        """
+        self.check_allowed(anonymous)
+        caps = self.capabilities
+        workdir = Path(workdir).resolve()
+        uid = os.geteuid()
+        if caps.uid_separation.ok:
+            uid = self._checked_build_uid()
+            for path in [workdir, *readonly, *writable]:
+                _check_reachable_by_others(Path(path).resolve())
+        session = Session(
+            sandbox=self, name=f"build:{name}", uid=uid, home=workdir, profile=profile, gpus=[], shared_uid=True,
+            readonly=[Path(p).resolve() for p in readonly], writable=[Path(p).resolve() for p in writable],
+        )  # fmt: skip
+        try:
+            session.own(workdir)
+            self._attach_cgroup(session)
+        except BaseException:
+            session.cleanup()
+            raise
+        return session
+
+    def _checked_build_uid(self) -> int:
+        low, high = self.uid_range
+        if low <= self.build_uid <= high or _uid_has_account(self.build_uid) or self.build_uid < 1000:
+            raise LaunchError(
+                f"Sandbox.build_uid {self.build_uid} is not usable for builds (it must be >= 1000, outside "
+                f"uid_range {low}-{high} and belong to no host account); configure a free uid.",
+                500,
+            )
+        return self.build_uid
+
+    def _attach_cgroup(self, session: Session) -> None:
+        caps = self.capabilities
+        if any(check.ok for check in caps.limits.values()):
+            session.cgroup = self.cgroup_layout.create(
+                self.cgroup_parent, cgroup_name(session.name), self._cgroup_limits(session.profile, caps)
+            )
 
     @staticmethod
     def _cgroup_limits(profile: ResourceProfile, caps: Capabilities) -> CgroupLimits:
@@ -388,6 +448,17 @@ class Sandbox(LoggingConfigurable):
         return ["--die-with-parent"] if self.die_with_parent else []
 
 
+def configure_sandbox(c, data_dir: Path, allow_unsafe: bool) -> None:
+    """What ``bia-binder up`` gives the hub (sessions, logged-in builds) and the binder service
+    (anonymous builds) alike: the data dir hidden, builds sandboxed as sessions are."""
+    # inside a sandbox the whole data dir (hub database, secrets, environment cache, other sessions)
+    # is an empty directory; what a session or build needs of it is shown again explicitly
+    c.Sandbox.hidden_paths = [str(data_dir)]
+    c.Sandbox.state_dir = str(data_dir / "sandbox")
+    c.Sandbox.allow_unsafe = allow_unsafe
+    c.EnvBuilder.sandboxed = True
+
+
 def _outermost(paths: list[Path]) -> list[Path]:
     """Resolved paths, without those inside another one: once a parent is hidden, the child is gone."""
     resolved = sorted({p.resolve() for p in paths}, key=lambda p: len(p.parts))
@@ -416,12 +487,17 @@ def _check_reachable_by_others(path: Path) -> None:
 
 
 def _chown_tree(root: Path, uid: int) -> None:
-    """Give ``root`` and everything below to ``uid`` (symlinks themselves, never their targets)."""
-    os.chown(root, uid, uid, follow_symlinks=False)
-    root.chmod(0o700)
+    """Give ``root`` and everything below to ``uid`` (symlinks themselves, never their targets);
+    what ``uid`` already owns is left alone, so a second call on a large tree costs only stats."""
+
+    def give(path: str) -> None:
+        if os.lstat(path).st_uid != uid:
+            os.chown(path, uid, uid, follow_symlinks=False)
+
+    give(str(root))
     for directory, dirnames, filenames in os.walk(root):
         for entry in dirnames + filenames:
-            os.chown(os.path.join(directory, entry), uid, uid, follow_symlinks=False)
+            give(os.path.join(directory, entry))
 
 
 @dataclass
@@ -438,6 +514,8 @@ class Session:
     writable: list[Path] = field(default_factory=list)
     cgroup: SessionGroup | None = None
     closed: bool = False
+    #: the uid is not this session's alone (builds share Sandbox.build_uid): processes are found by cgroup
+    shared_uid: bool = False
 
     @property
     def gid(self) -> int:
@@ -447,8 +525,13 @@ class Session:
     def separate_uid(self) -> bool:
         return self.uid != os.geteuid()
 
-    def wrap(self, cmd: list[str]) -> list[str]:
-        """The argv to exec for ``cmd``: cgroup (joined before exec), uid drop, sandbox.
+    def own(self, path: Path) -> None:
+        """Hand ``path`` and everything below it to the session's uid (where it has its own)."""
+        if self.separate_uid:
+            _chown_tree(Path(path), self.uid)
+
+    def wrap(self, cmd: list[str], cwd: Path | None = None) -> list[str]:
+        """The argv to exec for ``cmd`` (in ``cwd``, default its home): cgroup (joined before exec), uid drop, sandbox.
 
         ``cmd`` stays last, so arguments appended to the result (as ``LocalProcessSpawner`` appends
         ``get_args()`` to ``cmd``) reach the command itself.
@@ -456,7 +539,7 @@ class Session:
         caps = self.sandbox.capabilities
         argv = list(cmd)
         if caps.sandbox.ok:
-            argv = [self.sandbox.executable(self.sandbox.bwrap_path) or "bwrap", *self._bwrap_args(), "--", *argv]
+            argv = [self.sandbox.executable(self.sandbox.bwrap_path) or "bwrap", *self._bwrap_args(cwd), "--", *argv]
         if self.separate_uid:
             argv = self.sandbox._setpriv_args(self.uid, self.gid) + argv
             if not caps.limits["pids"].ok:
@@ -470,7 +553,7 @@ class Session:
             argv = self.cgroup.enter_argv(argv)
         return argv
 
-    def _bwrap_args(self) -> list[str]:
+    def _bwrap_args(self, cwd: Path | None = None) -> list[str]:
         args = self.sandbox._bwrap_isolation_args() + self.sandbox._lifetime_args()
         hidden_dirs = []
         for path in _outermost([Path(self.sandbox.state_dir), *map(Path, self.sandbox.hidden_paths)]):
@@ -496,7 +579,7 @@ class Session:
         # read-only only now: bwrap creates the mount points of the binds above inside them
         for path in hidden_dirs:
             args += ["--remount-ro", path]
-        return args + ["--chdir", str(self.home)]
+        return args + ["--chdir", str(cwd or self.home)]
 
     def environ(self, env: dict[str, str]) -> dict[str, str]:
         """``env`` for the session: its HOME/USER, private TMPDIR, visible limits, its GPUs."""
@@ -509,7 +592,7 @@ class Session:
     def pids(self) -> set[int]:
         """Processes of this session still running (its cgroup, or its uid when it has one)."""
         found = self.cgroup.pids() if self.cgroup is not None else set()
-        if self.separate_uid:
+        if self.separate_uid and not self.shared_uid:
             found |= {
                 p.pid
                 for p in psutil.process_iter(["uids", "status"])
@@ -535,7 +618,7 @@ class Session:
         if self.cgroup is not None:
             self.cgroup.destroy()
             self.cgroup = None
-        if self.separate_uid:
+        if self.separate_uid and not self.shared_uid:
             self.sandbox.registry.release(self.name)
         self.closed = True
 

@@ -15,13 +15,13 @@ copied into ``~/<repo-slug>`` on first use, like a persistent binder.
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import inspect
+import math
 import os
 import shutil
 import signal
-import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -35,16 +35,21 @@ from ..build import EnvBuilder
 from ..build.base import Environment
 from ..events import LaunchError
 from ..providers import get_provider
+from . import default_environment
 from .dask import session_dask_environment
-from .homes import HomeError, HomeManager, home_name
-from .options import SessionChoice, options_from_form, parse_session_options, render_options_form
+from .homes import EphemeralDisks, HomeError, HomeManager, home_name
+from .options import (
+    SessionChoice,
+    options_from_form,
+    parse_session_options,
+    render_options_form,
+)
 from .profiles import ResourceProfile, ResourceProfiles
 from .rclone import RCLONE_CONFIG_ENV
 from .sandbox import Sandbox
 
 #: the directory holding the bia_binder package: sessions import bia_binder.data from it (read-only)
 DATA_LIBRARY_PATH = Path(bia_binder.__file__).resolve().parents[1]
-DEFAULT_ENVIRONMENT_REQUIREMENTS = Path(__file__).parent / "default_env" / "requirements.txt"
 
 #: user_options the binder service may pass; forwarded to the session as BINDER_* variables
 BINDER_REQUEST_KEYS = ("repo_url", "binder_ref_url", "binder_launch_host", "binder_persistent_request", "binder_request")
@@ -67,7 +72,7 @@ class BinderSpawner(LocalProcessSpawner):
         "", config=True, help="Where repositories are fetched before a build (empty: the system's temporary directory)."
     )
     default_environment_requirements = Unicode(
-        str(DEFAULT_ENVIRONMENT_REQUIREMENTS),
+        str(default_environment.REQUIREMENTS),
         config=True,
         help="requirements.txt of the default bioimage environment logged-in users get; built on first use, "
         "rebuilt when its content changes.",
@@ -149,17 +154,49 @@ class BinderSpawner(LocalProcessSpawner):
 
     def load_environment(self) -> Environment:
         key = str(self.user_options.get("environment", ""))
+        if not key and self.user_options.get("image"):
+            raise LaunchError(
+                f"this hub runs sessions without containers and cannot start image {self.user_options['image']}: "
+                "run it with KubeSpawner or DockerSpawner (see the README, Configuration)",
+                501,
+            )
         root = Path(self.environments_dir) / key
         # the key comes from the hub API; refuse anything that is not a published cache entry
         if not key or "/" in key or key.startswith(".") or not (root / "environment.json").is_file():
             raise ValueError(f"no built environment {key!r}: build it first (bia-binder build)")
         return Environment.load(root)
 
-    def prepare_home(self, environment: Environment) -> None:
-        """The session works in a private copy of the repository (sessions may write to it)."""
-        if not self.home.exists():
-            self.home.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(environment.repo_dir, self.home, symlinks=True)
+    def prepare_home(self, environment: Environment, profile: ResourceProfile) -> None:
+        """The session works in a private copy of the repository (sessions may write to it), on a
+        filesystem of the profile's ``disk_limit`` where the host can make one."""
+        if self.home.exists():
+            return
+        self.home.parent.mkdir(parents=True, exist_ok=True)
+        if profile.disk_limit:
+            self.make_ephemeral_disk(profile.disk_limit)
+        shutil.copytree(environment.repo_dir, self.home, symlinks=True, dirs_exist_ok=True)
+
+    @property
+    def ephemeral_disks(self) -> EphemeralDisks:
+        return EphemeralDisks(parent=self, root=str(Path(self.sessions_dir) / ".disks"), sessions_dir=self.sessions_dir)
+
+    def make_ephemeral_disk(self, size: int) -> None:
+        disks = self.ephemeral_disks
+        reason = disks.available()
+        if reason is None:
+            try:
+                disks.create(self.user.name, size)
+                return
+            except HomeError as e:
+                reason = str(e)
+        self.log.warning("Session %s has no disk limit (%s)", self.user.name, reason)
+
+    def remove_ephemeral_disk(self) -> None:
+        """An anonymous session's files go when it stops: nobody can start it again."""
+        try:
+            self.ephemeral_disks.delete_home(self.user.name)
+        except HomeError as e:
+            self.log.warning("Could not remove the disk of %s: %s", self.user.name, e)
 
     # --- logged-in sessions: environment and home ----------------------------------------------
 
@@ -174,12 +211,7 @@ class BinderSpawner(LocalProcessSpawner):
         """The environment of ``choice`` (built now if not cached) and the repository's slug ('' for the default)."""
         if choice.uses_default_environment:
             requirements = self.default_requirements()
-            key = self.builder.cache_key("default", hashlib.sha256(requirements.encode()).hexdigest())
-
-            async def write_requirements(source: Path) -> None:
-                (source / "requirements.txt").write_text(requirements)
-
-            return await self.cached_or_built(key, write_requirements), ""
+            return await default_environment.cached_or_built(self.builder, requirements, self.build_log.append, self.scratch_dir), ""
         provider = get_provider(choice.provider, choice.spec, parent=self)
         resolved = await provider.resolve()
         key = self.builder.cache_key(resolved.provider, resolved.ref)
@@ -187,28 +219,10 @@ class BinderSpawner(LocalProcessSpawner):
         async def fetch(source: Path) -> None:
             await provider.fetch(resolved, source, self.build_log.append)
 
-        return await self.cached_or_built(key, fetch), resolved.slug
+        return await self.builder.cached_or_built(key, fetch, self.build_log.append, self.scratch_dir), resolved.slug
 
     def default_requirements(self) -> str:
-        try:
-            return Path(self.default_environment_requirements).read_text()
-        except OSError as e:
-            raise LaunchError(
-                f"cannot read the default environment's requirements {self.default_environment_requirements} "
-                f"({e.strerror}); fix c.BinderSpawner.default_environment_requirements",
-                500,
-            ) from e
-
-    async def cached_or_built(self, key: str, fill_source: Callable[[Path], Awaitable[None]]) -> Environment:
-        environment = self.builder.lookup(key)
-        if environment is not None:
-            return environment
-        self.build_log.append("Building the environment (first use; later sessions start at once)")
-        with tempfile.TemporaryDirectory(prefix="spawn-", dir=self.scratch_dir or None) as scratch:
-            source = Path(scratch) / "repo"
-            source.mkdir()
-            await fill_source(source)
-            return await self.builder.build(source, key, self.build_log.append)
+        return default_environment.read_requirements(self.default_environment_requirements)
 
     def persistent_home(self) -> Path:
         """The user's quota-enforced home; a plain directory (no quota) where loop mounts are impossible."""
@@ -296,7 +310,7 @@ class BinderSpawner(LocalProcessSpawner):
         self.build_log = []
         if self.is_anonymous:
             environment, profile = self.load_environment(), self.resource_profile(None)
-            self.prepare_home(environment)
+            await asyncio.to_thread(self.prepare_home, environment, profile)
             entry = [str(environment.bin_dir / "jupyter"), "lab"]
         else:
             environment, profile = await self.prepare_logged_in_session()
@@ -330,6 +344,32 @@ class BinderSpawner(LocalProcessSpawner):
         self.default_url = f"/lab/tree/{slug}" if slug else ""
         return environment, profile
 
+    base_start_timeout = None  # start_timeout as configured, before a spawn that builds raised it
+
+    async def run_pre_spawn_hook(self):
+        # JupyterHub reads start_timeout after this hook and before start() runs (user.py:
+        # `asyncio.wait_for(start(), timeout=spawner.start_timeout)`): a build start() will run
+        # must be granted here, or a cold build of the default environment outlasts it.
+        if self.base_start_timeout is None:
+            self.base_start_timeout = self.start_timeout
+        build_time = math.ceil(self.builder.build_timeout) if self.may_build() else 0
+        self.start_timeout = self.base_start_timeout + build_time
+        result = super().run_pre_spawn_hook()
+        return await result if inspect.isawaitable(result) else result
+
+    def may_build(self) -> bool:
+        """Whether start() may build: a logged-in session's environment that is not cached yet."""
+        if self.is_anonymous:
+            return False  # the binder service built it before asking for the session
+        try:
+            choice = parse_session_options(self.user_options)
+            if not choice.uses_default_environment:
+                return True  # unknown until its ref is resolved, which start() does
+            key = default_environment.environment_key(self.builder, self.default_requirements())
+            return self.builder.lookup(key) is None
+        except LaunchError:
+            return False  # start() fails at once, saying why
+
     async def progress(self):
         """The environment build's log while a logged-in session waits for it."""
         sent = 0
@@ -342,7 +382,8 @@ class BinderSpawner(LocalProcessSpawner):
 
     async def wait_until_serving(self, ip: str, port: int) -> None:
         url = f"http://{ip}:{port}{self.server.base_url}api"
-        deadline = time.monotonic() + self.start_timeout
+        timeout = self.base_start_timeout or self.start_timeout  # a build before this had its own time
+        deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(timeout=2) as client:
             while time.monotonic() < deadline:
                 if self.proc is not None and self.proc.poll() is not None:
@@ -353,7 +394,7 @@ class BinderSpawner(LocalProcessSpawner):
                 except httpx.TransportError:
                     pass
                 await asyncio.sleep(self.ready_poll_interval)
-        raise TimeoutError(f"the session server did not answer within {self.start_timeout} s")
+        raise TimeoutError(f"the session server did not answer within {timeout} s")
 
     def log_tail(self, lines: int = 5) -> str:
         try:
@@ -377,6 +418,8 @@ class BinderSpawner(LocalProcessSpawner):
             self.builder.unpin(self.environment_in_use.key, self.user.name)
             self.environment_in_use = None
         await self.release_home()
+        if self.is_anonymous:
+            await asyncio.to_thread(self.remove_ephemeral_disk)
 
     async def delete_forever(self) -> None:
         """Anonymous sessions are one-shot: their files go with their user."""

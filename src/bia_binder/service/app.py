@@ -17,15 +17,17 @@ from typing import Any
 
 import jinja2
 from tornado import web
-from traitlets import Bool, Float, Instance, Integer, Unicode, default
-from traitlets.config import Application
+from traitlets import Bool, Enum, Float, Instance, Integer, Unicode, default
+from traitlets.config import Application, Config
 
 from .. import __version__
-from ..build import EnvBuilder
+from ..build import ContainerBuilder, EnvBuilder
 from ..events import LaunchError
+from ..hub import default_environment
+from ..hub.profiles import RESERVATION_PREFIX, Admission
+from ..hub.sandbox import configure_sandbox
 from ..hub.settings import UpSettings
 from .handlers import NotFoundHandler, routes
-from ..hub.profiles import RESERVATION_PREFIX, Admission
 from .launcher import Launcher, user_slug
 from .metrics import Metrics
 from .pipeline import LaunchPipeline
@@ -49,8 +51,26 @@ class BinderService(Application):
         False, config=True, help="Allow repositories on loopback/private addresses and file:// (development and tests)."
     )
     min_free_disk_bytes = Integer(2 * 1024**3, config=True, help="/health fails when the data disk has less free space.")
+    container_builds = Enum(
+        ["never", "fallback", "always"],
+        default_value="never",
+        config=True,
+        help="When launches build an image with the container builder (repo2docker, c.ContainerBuilder.*) instead "
+        "of an environment with the local builder: 'never' (a repository that needs a container fails, saying so), "
+        "'fallback' (only repositories the local builder cannot build: Dockerfile, nix, R, Julia, apt packages "
+        "the host lacks), 'always'. Sessions of images need a container spawner (KubeSpawner, DockerSpawner).",
+    )
+
+    prebuild_default_environment = Bool(
+        True,
+        config=True,
+        help="With a login configured (`bia-binder up --auth ...`), build the default bioimage environment when "
+        "the service starts, so that neither the first logged-in session nor dask-gateway clusters wait for it.",
+    )
+    logins = Bool(False, help="Users can log in (set by `bia-binder up` from --auth).")
 
     builder = Instance(EnvBuilder)
+    container_builder = Instance(ContainerBuilder)
     launcher = Instance(Launcher)
     metrics = Instance(Metrics)
 
@@ -69,6 +89,7 @@ class BinderService(Application):
             self.config.RepoProvider.allow_local_repos = True  # every provider is created with parent=self
         self.metrics = Metrics()
         self.builder = EnvBuilder(parent=self, cache_dir=str(Path(self.data_dir) / "envs"))
+        self.container_builder = ContainerBuilder(parent=self)
         self.launcher = Launcher(
             parent=self,
             hub_api_url=os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
@@ -89,7 +110,18 @@ class BinderService(Application):
         return reservation
 
     def builder_info(self) -> dict[str, Any]:
-        return {"build_backend": "uv (no containers)", "builder_version": self.builder.version, "bia_binder": __version__}
+        local = "uv (no containers)"
+        backend = {
+            "never": local,
+            "fallback": f"{local}; what needs a container: {self.container_builder.describe()}",
+            "always": self.container_builder.describe(),
+        }[self.container_builds]
+        info = {"build_backend": backend, "container_builds": self.container_builds, "bia_binder": __version__}
+        if self.container_builds != "always":
+            info["builder_version"] = self.builder.version
+        if self.container_builds != "never":
+            info["build_image"] = self.container_builder.repo2docker_image  # BinderHub's key for repo2docker's image
+        return info
 
     async def health_checks(self) -> list[dict[str, Any]]:
         hub = await self.launcher.hub_status()
@@ -118,16 +150,33 @@ class BinderService(Application):
         level = self.log.warning if status >= 500 else self.log.info if status >= 400 else self.log.debug
         level("%d %s %s %.1fms", status, handler.request.method, handler.request.uri, 1000 * handler.request.request_time())
 
+    async def prebuild(self) -> None:
+        """Build the default environment in the background (a no-op when cached); failures are only logged:
+        the first logged-in session then builds it and shows why it fails."""
+        try:
+            requirements = default_environment.read_requirements(default_environment.requirements_file(self.config))
+            env = await default_environment.cached_or_built(
+                self.builder, requirements, lambda line: self.log.debug("default environment: %s", line.rstrip()),
+                self.scratch_dir,
+            )  # fmt: skip
+            self.log.info("The default environment is ready: %s", env.key)
+        except Exception as e:  # noqa: BLE001 - a background task: nothing above it would report the error
+            self.log.warning("Building the default environment ahead of time failed: %s", e)
+
     async def serve(self) -> None:
         self.setup()
         server = self.make_app().listen(self.port, self.ip, xheaders=True)
         self.log.info("bia-binder service listening on http://%s:%d%s", self.ip, self.port, self.base_url)
+        wanted = self.logins and self.prebuild_default_environment
+        prebuild = asyncio.ensure_future(self.prebuild()) if wanted else None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         server.stop()
+        if prebuild is not None:
+            prebuild.cancel()
 
 
 def main() -> None:
@@ -135,11 +184,15 @@ def main() -> None:
     settings = UpSettings.from_environ()
     service = BinderService()
     service.log_level = os.environ.get("BIA_BINDER_LOG_LEVEL", "INFO")
+    ours = Config()
+    configure_sandbox(ours, Path(settings.data_dir), allow_unsafe=settings.unsafe_no_sandbox)
+    service.update_config(ours)  # the operator's file, loaded next, has the last word
     if settings.config_file:
         service.load_config_file(settings.config_file)
     service.data_dir = settings.data_dir
     service.port = settings.service_port
     service.allow_local_repos = settings.allow_local_repos or service.allow_local_repos
+    service.logins = settings.auth != "none"
     asyncio.run(service.serve())
 
 

@@ -3,6 +3,10 @@
     provider.resolve(spec) → cache key → cached? "built" : shared build ("fetching"/"building")
     → admission → launcher (hub REST API, "launching") → "ready"
 
+With ``c.BinderService.container_builds`` the build may instead be an image made by repo2docker
+(the container builder), which fetches the repository itself; the hub then gets ``image``
+(BinderHub's user option) instead of ``environment``.
+
 Failures at any step end the stream with one ``failed`` event carrying a one-line reason and
 a status code; nothing here raises to the HTTP layer.
 """
@@ -14,12 +18,17 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from ..build.base import Environment
+from ..build.buildpacks.base import NeedsContainer
 from ..events import BUILT, FETCHING, LAUNCHING, READY, WAITING, LaunchError, event
 from ..providers import get_provider
 from ..providers.base import ResolvedRepo
 from .builds import BuildTracker, as_line, failure_from, log_event
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
+Publish = Callable[[dict[str, Any]], None]
+#: what a build makes: a local environment, or the name of a container image
+Built = Environment | str
 
 
 class LaunchRequest:
@@ -43,11 +52,11 @@ class LaunchPipeline:
         started = time.perf_counter()
         try:
             resolved = await self._resolve(request)
-            environment = await self._environment(resolved, emit)
+            built = await self._environment(resolved, emit)
             if not request.stream_open():
                 metrics.launch_done("abandoned", time.perf_counter() - started)
                 return
-            ready = await self._launch(request, resolved, environment, emit)
+            ready = await self._launch(request, resolved, built, emit)
             await emit(ready)
             metrics.launch_done("success", time.perf_counter() - started)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one `failed` event
@@ -61,50 +70,102 @@ class LaunchPipeline:
         provider = get_provider(request.provider, request.spec, parent=self.service)
         return await provider.resolve()
 
-    async def _environment(self, resolved: ResolvedRepo, emit: Emit):
+    async def _environment(self, resolved: ResolvedRepo, emit: Emit) -> Built:
+        if self.service.container_builds == "always":
+            return await self._image(resolved, emit)
         builder = self.service.builder
         key = builder.cache_key(resolved.provider, resolved.ref)
         environment = builder.lookup(key)
         if environment is not None:
-            self.service.metrics.build_cached()
-            await emit(event(BUILT, "Found built environment, launching...\n", imageName=key))
-            return environment
-        shared, started_here = self.builds.join_or_start(key, lambda publish: self._build(resolved, key, publish))
+            return await self._cached(environment, "environment", emit)
+        if self.service.container_builds == "fallback" and (image := await self._existing_image(resolved)):
+            return await self._cached(image, "image", emit)
+        return await self._shared_build(key, lambda publish: self._build(resolved, key, publish), emit)
+
+    async def _existing_image(self, resolved: ResolvedRepo) -> str | None:
+        """The image of a repository that needed a container before: no fetch to find that out again."""
+        container = self.service.container_builder
+        key = container.cache_key(resolved.provider, resolved.ref)
+        try:
+            return container.image_name(key) if await container.image_exists(key) else None
+        except LaunchError as e:
+            # a missing engine must not stop what the local builder can do; a container build will say so
+            self.service.log.warning("Cannot look for image %s: %s", container.image_name(key), e.message)
+            return None
+
+    async def _image(self, resolved: ResolvedRepo, emit: Emit) -> str:
+        container = self.service.container_builder
+        key = container.cache_key(resolved.provider, resolved.ref)
+        if await container.image_exists(key):
+            return await self._cached(container.image_name(key), "image", emit)
+        return await self._shared_build(key, lambda publish: self._measured(self._build_image(resolved, publish)), emit)
+
+    async def _cached(self, built: Built, what: str, emit: Emit) -> Built:
+        self.service.metrics.build_cached()
+        await emit(event(BUILT, f"Found built {what}, launching...\n", imageName=image_name(built)))
+        return built
+
+    async def _shared_build(self, key: str, build: Callable[[Publish], Awaitable[Built]], emit: Emit) -> Built:
+        shared, started_here = self.builds.join_or_start(key, build)
         if not started_here:
             await emit(event(WAITING, "Another launch is building this environment; following its log.\n"))
-        environment = await shared.follow(emit)
-        await emit(event(BUILT, "Built environment, launching...\n", imageName=key))
-        return environment
+        built = await shared.follow(emit)
+        what = "environment" if isinstance(built, Environment) else "image"
+        await emit(event(BUILT, f"Built {what}, launching...\n", imageName=image_name(built)))
+        return built
 
-    async def _build(self, resolved: ResolvedRepo, key: str, publish: Callable[[dict[str, Any]], None]):
+    async def _build(self, resolved: ResolvedRepo, key: str, publish: Publish) -> Built:
         """The build proper; runs as a task shared by every launch of this key."""
-        builder, metrics = self.service.builder, self.service.metrics
+        return await self._measured(self._build_with_fallback(resolved, key, publish))
+
+    async def _build_with_fallback(self, resolved: ResolvedRepo, key: str, publish: Publish) -> Built:
+        try:
+            return await self._build_locally(resolved, key, publish)
+        except NeedsContainer as e:
+            if self.service.container_builds != "fallback":
+                raise
+            publish(log_event(f"{e.what} needs a container image: building one with the container builder"))
+            return await self._build_image(resolved, publish)
+
+    async def _measured(self, build: Awaitable[Built]) -> Built:
+        metrics = self.service.metrics
         started = time.perf_counter()
         try:
-            with tempfile.TemporaryDirectory(prefix="fetch-", dir=self.service.scratch_dir) as scratch:
-                source = Path(scratch) / "repo"
-                source.mkdir()
-                provider = get_provider(resolved.provider, resolved.spec, parent=self.service)
-                await provider.fetch(resolved, source, lambda line: publish(event(FETCHING, as_line(line))))
-                environment = await builder.build(source, key, lambda line: publish(log_event(line)))
+            built = await build
         except BaseException:
             metrics.build_done("failure", time.perf_counter() - started)
             raise
         metrics.build_done("success", time.perf_counter() - started)
-        return environment
+        return built
 
-    async def _launch(self, request: LaunchRequest, resolved: ResolvedRepo, environment, emit: Emit) -> dict[str, Any]:
+    async def _build_locally(self, resolved: ResolvedRepo, key: str, publish: Publish) -> Environment:
+        with tempfile.TemporaryDirectory(prefix="fetch-", dir=self.service.scratch_dir) as scratch:
+            source = Path(scratch) / "repo"
+            source.mkdir()
+            provider = get_provider(resolved.provider, resolved.spec, parent=self.service)
+            await provider.fetch(resolved, source, lambda line: publish(event(FETCHING, as_line(line))))
+            return await self.service.builder.build(source, key, lambda line: publish(log_event(line)), anonymous=True)
+
+    async def _build_image(self, resolved: ResolvedRepo, publish: Publish) -> str:
+        """repo2docker fetches the repository itself, at the resolved ref (no local fetch)."""
+        container = self.service.container_builder
+        key = container.cache_key(resolved.provider, resolved.ref)
+        publish(log_event(f"Building image {container.image_name(key)} with {container.describe()}"))
+        return await container.build(resolved.repo_url, resolved.ref, key, lambda line: publish(log_event(line)))
+
+    async def _launch(self, request: LaunchRequest, resolved: ResolvedRepo, built: Built, emit: Emit) -> dict[str, Any]:
         reservation = await self.service.admit(resolved)
         try:
-            return await self._start_session(request, resolved, environment, emit)
+            return await self._start_session(request, resolved, built, emit)
         finally:
             self.service.admission.release(reservation)
 
-    async def _start_session(self, request: LaunchRequest, resolved: ResolvedRepo, environment, emit: Emit) -> dict[str, Any]:
+    async def _start_session(self, request: LaunchRequest, resolved: ResolvedRepo, built: Built, emit: Emit) -> dict[str, Any]:
         await emit(event(LAUNCHING, "Launching server...\n"))
         persistent = f"v2/{resolved.provider}/{resolved.persistent_spec}"
+        # BinderHub's user option for a built image is `image`; the local spawner reads `environment`
         options = {
-            "environment": environment.key,
+            ("environment" if isinstance(built, Environment) else "image"): image_name(built),
             "repo_url": resolved.repo_url,
             "binder_ref_url": resolved.ref_url,
             "binder_launch_host": request.launch_host,
@@ -121,13 +182,18 @@ class LaunchPipeline:
             f"server running at {request.origin_host}{session['path']}\n",
             url=f"{request.origin_host}{session['path']}",
             token=session["token"],
-            image=environment.key,
+            image=image_name(built),
             repo_url=resolved.repo_url,
             binder_ref_url=resolved.ref_url,
             binder_launch_host=request.launch_host,
             binder_request=options["binder_request"],
             binder_persistent_request=persistent,
         )
+
+
+def image_name(built: Built) -> str:
+    """BinderHub's ``imageName`` of what a build made (an environment's cache key)."""
+    return built.key if isinstance(built, Environment) else built
 
 
 __all__ = ["LaunchPipeline", "LaunchRequest"]

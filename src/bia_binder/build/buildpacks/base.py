@@ -120,10 +120,17 @@ class ContainerOnlyBuildPack(BuildPack):
     needs: ClassVar[str] = ""
 
 
-def needs_container(what: str) -> LaunchError:
-    return LaunchError(
-        f"{what} needs a container image, which the local builder cannot make: use a deployment with the "
-        "container builder (bia_binder.build.container.ContainerBuilder: repo2docker with Docker or Podman, "
-        "or build pods on Kubernetes)",
-        400,
-    )
+class NeedsContainer(LaunchError):
+    """The local builder cannot make this environment; the launch service may hand it to the container builder."""
+
+    def __init__(self, what: str):
+        super().__init__(
+            f"{what} needs a container image, which the local builder cannot make: the operator can turn on the "
+            "container builder (repo2docker on Docker or Podman) with c.BinderService.container_builds = 'fallback'",
+            400,
+        )
+        self.what = what
+
+
+def needs_container(what: str) -> NeedsContainer:
+    return NeedsContainer(what)
