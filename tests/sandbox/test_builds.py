@@ -112,6 +112,20 @@ def test_installer_and_postbuild_run_as_the_build_uid_and_see_no_service_files(l
     assert not build_processes(), "the build left processes behind"
 
 
+def test_tools_below_tmp_are_visible_to_the_build(layout, sandboxes):
+    """/tmp is private inside the sandbox; a checkout there (as in CI) still provides uv to its builds."""
+    import shutil
+
+    builder = make_builder(layout, sandboxes)
+    private_uv = layout.root / "tools" / "uv"
+    private_uv.parent.mkdir()
+    shutil.copy2(builder.uv_bin, private_uv)
+    assert str(private_uv).startswith("/tmp/")
+    builder.uv_bin = str(private_uv)
+    env, log = build(builder, make_repo(layout, {"requirements.txt": "six\n"}))
+    assert (env.env_dir / "bin" / "python").exists(), log
+
+
 def test_a_memory_hog_in_postbuild_fails_the_build_with_an_out_of_memory_reason(layout, sandboxes):
     builder = make_builder(layout, sandboxes, profile_mem="200M")
     if not builder_sandbox_limits(builder)["memory"]:

@@ -294,7 +294,7 @@ class EnvBuilder(LoggingConfigurable):
         log(f"Using the {pack.name} buildpack (configuration in {repo.config_dir.relative_to(repo_dir) or '.'})\n")
         await asyncio.to_thread(self._check_common_files, repo, log)
         interpreter = await self._interpreter_for(pack, repo)
-        jail = await asyncio.to_thread(self._enter_build_sandbox, build_dir, repo_dir, anonymous)
+        jail = await asyncio.to_thread(self._enter_build_sandbox, build_dir, repo_dir, interpreter, anonymous)
         try:
             return await self._install(build_dir, repo, pack, interpreter, key, log, jail, started)
         finally:
@@ -351,7 +351,7 @@ class EnvBuilder(LoggingConfigurable):
         log(f"Built environment {key} in {time.monotonic() - started:.1f} s\n")
         return env
 
-    def _enter_build_sandbox(self, build_dir: Path, repo_dir: Path, anonymous: bool):
+    def _enter_build_sandbox(self, build_dir: Path, repo_dir: Path, interpreter: str, anonymous: bool):
         """The build's sandbox (a ``Session``), or None when builds are not sandboxed.
 
         Writable inside: the build directory and the package cache (which must therefore belong to
@@ -372,7 +372,13 @@ class EnvBuilder(LoggingConfigurable):
             build_dir.name,
             repo_dir,
             ResourceProfiles(parent=self).anonymous_profile(),
-            readonly=[resolutions, Path(self.data_library_path)],
+            # shown explicitly: each may live below a hidden path or /tmp (private inside), as in a CI checkout
+            readonly=[
+                resolutions,
+                Path(self.data_library_path),
+                Path(self.uv_bin),
+                *[path for path in [Path(interpreter).resolve()] if path.exists()],
+            ],
             writable=[build_dir, uv_cache],
             anonymous=anonymous,
         )

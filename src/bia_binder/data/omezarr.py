@@ -25,6 +25,7 @@ from zarr.core.sync import sync
 from zarr.errors import GroupNotFoundError, NodeTypeValidationError
 from zarr.storage import LocalStore
 
+from ._dask import level_array
 from ._endpoints import to_http_url
 from ._http import MalformedResponseError, NotFoundError
 from ._store import HTTPStore
@@ -169,16 +170,7 @@ class Image:
             raise MetadataError(f"{self.url}: a dataset listed in 'multiscales' is missing ({self.dataset_paths})") from None
 
     def _to_dask(self, path: str, array: zarr.Array) -> da.Array:
-        # dask blocks of dask's ``array.chunk-size`` (128 MiB unless configured), aligned to the
-        # stored chunks or shards: each task then keeps many chunk requests in flight at once,
-        # where one block per stored chunk (as ome-zarr-py does) waits one round trip per chunk
-        stored = array.shards or array.chunks
-        chunks = da.core.normalize_chunks("auto", shape=array.shape, dtype=array.dtype, previous_chunks=stored)
-        name = f"ome-zarr-{tokenize(self.url, path)}"
-        level = da.from_array(array, chunks=chunks, lock=False, asarray=True, fancy=False, name=name)
-        if not level.dtype.isnative:  # big-endian data (as bioformats2raw writes) in native order
-            level = level.astype(level.dtype.newbyteorder("="))
-        return level
+        return level_array(array, name=f"ome-zarr-{tokenize(self.url, path)}")
 
     @property
     def axes(self) -> list[str]:
