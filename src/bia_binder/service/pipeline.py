@@ -13,10 +13,10 @@ a status code; nothing here raises to the HTTP layer.
 
 from __future__ import annotations
 
-import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from ..build.base import Environment
 from ..build.buildpacks.base import NeedsContainer
@@ -59,7 +59,7 @@ class LaunchPipeline:
             ready = await self._launch(request, resolved, built, emit)
             await emit(ready)
             metrics.launch_done("success", time.perf_counter() - started)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes one `failed` event
+        except Exception as exc:  # every failure becomes one `failed` event
             failure = failure_from(exc)
             if failure.status_code >= 500 and not isinstance(exc, LaunchError):
                 self.service.log.exception("Launch of %s/%s failed", request.provider, request.spec)
@@ -139,12 +139,15 @@ class LaunchPipeline:
         return built
 
     async def _build_locally(self, resolved: ResolvedRepo, key: str, publish: Publish) -> Environment:
-        with tempfile.TemporaryDirectory(prefix="fetch-", dir=self.service.scratch_dir) as scratch:
-            source = Path(scratch) / "repo"
-            source.mkdir()
-            provider = get_provider(resolved.provider, resolved.spec, parent=self.service)
+        provider = get_provider(resolved.provider, resolved.spec, parent=self.service)
+
+        async def fetch(source: Path) -> None:
             await provider.fetch(resolved, source, lambda line: publish(event(FETCHING, as_line(line))))
-            return await self.service.builder.build(source, key, lambda line: publish(log_event(line)), anonymous=True)
+
+        def log(line: str) -> None:
+            publish(log_event(line))
+
+        return await self.service.builder.cached_or_built(key, fetch, log, self.service.scratch_dir, anonymous=True)
 
     async def _build_image(self, resolved: ResolvedRepo, publish: Publish) -> str:
         """repo2docker fetches the repository itself, at the resolved ref (no local fetch)."""
