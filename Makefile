@@ -8,7 +8,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 # One package cache for installs, tests and the service's builds. In the checkout rather than
 # under root's private home: sandboxed builds run as an unprivileged uid and must reach it.
-export UV_CACHE_DIR ?= $(CURDIR)/.uv-cache
+export UV_CACHE_DIR ?= $(CURDIR)/.cache/uv
 
 .PHONY: install system-deps run test test-fast bench clean
 

@@ -91,7 +91,7 @@ def main() -> int:
         repo = make_repo(work)
         cold, pip, warm, extra = [], [], [], []
         for run in range(args.runs):
-            cold_cache = work / f"uv-cache-cold-{run}"
+            cold_cache = work / f"uv-cold-{run}" / "cache"  # a directory of its own (see EnvBuilder._build_area)
             cold.append(builder_build(work, repo, cold_cache, f"cold-{run}", reuse_resolution=False)[0])
             if run < args.runs - 1:
                 shutil.rmtree(cold_cache)

@@ -10,7 +10,7 @@ from tests.stack import PROJECT_ROOT, BinderStack
 
 # One package cache for the whole run, as `make test` sets it: the sandboxed builds of the
 # stacks run as an unprivileged uid, which cannot reach uv's default cache under /root.
-os.environ.setdefault("UV_CACHE_DIR", str(PROJECT_ROOT / ".uv-cache"))
+os.environ.setdefault("UV_CACHE_DIR", str(PROJECT_ROOT / ".cache" / "uv"))
 
 #: the anonymous sessions' disk_limit in the shared stack
 SESSION_DISK = "64M"

@@ -62,7 +62,7 @@ def make_builder(layout, sandboxes, profile_mem: str = "1G", **sandbox_traits) -
         cache_dir=str(layout.cache_dir),
         session_packages=[],
         sandboxed=True,
-        uv_cache_dir=str(layout.root / "uv-cache"),
+        uv_cache_dir=str(layout.root / "uv" / "cache"),  # a directory of its own: builds happen beside it
     )
 
 
@@ -109,6 +109,8 @@ def test_installer_and_postbuild_run_as_the_build_uid_and_see_no_service_files(l
     assert (env.env_dir / "postbuild-marker").read_text().strip() == "written-by-postbuild"
     assert "postBuild-ran" in log
     assert env.env_dir.stat().st_uid == BUILD_UID
+    six_module = next(env.env_dir.glob("lib/python*/site-packages/six.py"))
+    assert six_module.stat().st_nlink > 1, "packages were copied, not hardlinked from uv's cache"
     assert not build_processes(), "the build left processes behind"
 
 

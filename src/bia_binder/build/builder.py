@@ -43,6 +43,8 @@ DATA_LIBRARY_PTH = "bia_binder_data_library.pth"
 GiB = 1024**3
 #: seconds between disk-use checks while a build command runs (each check walks the build tree)
 DISK_CHECK_INTERVAL = 3.0
+#: sandboxed builds happen in this directory beside uv's cache (see EnvBuilder._build_area)
+BUILD_AREA_NAME = "bia-binder-builds"
 
 
 def data_extra_requirements() -> list[str]:
@@ -169,7 +171,7 @@ class EnvBuilder(LoggingConfigurable):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.cache = EnvCache(Path(self.cache_dir).resolve())
+        self.cache = EnvCache(Path(self.cache_dir).resolve(), tmp_dir=self._build_area())
         self.cache.remove_stale_builds()
         self._inflight: dict[str, tuple[asyncio.Future[Environment], list[LogFn]]] = {}
         self._sandbox = None  # bia_binder.hub.sandbox.Sandbox, made on the first sandboxed build
@@ -364,7 +366,7 @@ class EnvBuilder(LoggingConfigurable):
 
         if self._sandbox is None:
             self._sandbox = Sandbox(parent=self)
-        uv_cache = Path(self.effective_uv_cache_dir())
+        uv_cache = Path(self.effective_uv_cache_dir()).resolve()
         resolutions = self._resolutions().directory
         for path in (uv_cache, resolutions):
             path.mkdir(parents=True, exist_ok=True)
@@ -379,7 +381,7 @@ class EnvBuilder(LoggingConfigurable):
                 Path(self.uv_bin),
                 *[path for path in [Path(interpreter).resolve()] if path.exists()],
             ],
-            writable=[build_dir, uv_cache],
+            writable=[uv_cache.parent] if build_dir.parent.name == BUILD_AREA_NAME else [build_dir, uv_cache],
             anonymous=anonymous,
         )
         if not self._uv_cache_handed_over:
@@ -392,7 +394,32 @@ class EnvBuilder(LoggingConfigurable):
         since the build uid cannot reach root's ~/.cache; '' leaves uv its default."""
         if self.uv_cache_dir or os.environ.get("UV_CACHE_DIR"):
             return self.uv_cache_dir or os.environ["UV_CACHE_DIR"]
-        return str(self.cache.root / ".uv-cache") if self.sandboxed else ""
+        return str(Path(self.cache_dir).resolve() / ".uv" / "cache") if self.sandboxed else ""
+
+    def _build_area(self) -> Path | None:
+        """Where sandboxed builds happen: beside uv's cache, in the directory that holds only the two.
+
+        The sandbox shows each writable path as a mount of its own, and Linux refuses hardlinks
+        between mounts (EXDEV, even on one filesystem), so an environment must be built in the same
+        writable mount as the cache it links from. Not inside the cache: uv refuses to work in a
+        project below its cache. The directory holding both is writable to builds, so it must hold
+        nothing else; otherwise builds copy their packages, with a warning saying what to change.
+        """
+        if not self.sandboxed:
+            return None
+        uv_cache, cache_root = Path(self.effective_uv_cache_dir()).resolve(), Path(self.cache_dir).resolve()
+        for path in (uv_cache, cache_root):
+            path.mkdir(parents=True, exist_ok=True)
+        area = uv_cache.parent
+        others = sorted(set(os.listdir(area)) - {uv_cache.name, BUILD_AREA_NAME})
+        if uv_cache.stat().st_dev != cache_root.stat().st_dev or others:
+            self.log.warning(
+                "Builds copy every package instead of hardlinking it from uv's cache %s: give the cache a directory "
+                "of its own (its parent holds %s), on the filesystem of %s (c.EnvBuilder.uv_cache_dir)",
+                uv_cache, ", ".join(others[:5]) or "nothing else", cache_root,
+            )  # fmt: skip
+            return None
+        return area / BUILD_AREA_NAME
 
     def _resolutions(self) -> ResolutionCache:
         return ResolutionCache(self.cache.root / ".resolutions", self.resolution_reuse_seconds, self.config_hash())

@@ -5,6 +5,7 @@ Layout under ``root``::
     <key>/                  a published entry (see base.py); only ever appears by rename
     <key>/last-used         its mtime is the entry's last use (LRU order)
     .tmp/<key>.<pid>.<rnd>  builds in progress; a dead builder's leftovers are removed, never looked up
+                            (sandboxed builders build inside uv's cache instead: see EnvBuilder)
     .pins/<key>/<holder>    one file per session using the entry: pinned entries are never evicted
     .locks/<key>.lock       flock held while a process builds <key> (the hub and the binder service share the cache)
 
@@ -42,9 +43,10 @@ class CacheEntry:
 
 
 class EnvCache:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, tmp_dir: Path | None = None):
+        """``tmp_dir``: where builds happen instead of ``root/.tmp``; on ``root``'s filesystem (publishing is a rename)."""
         self.root = root
-        self.tmp_dir = root / ".tmp"
+        self.tmp_dir = tmp_dir or root / ".tmp"
         self.pins_dir = root / ".pins"
         for directory in (self.root, self.tmp_dir, self.pins_dir):
             directory.mkdir(parents=True, exist_ok=True)
