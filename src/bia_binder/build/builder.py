@@ -381,7 +381,8 @@ class EnvBuilder(LoggingConfigurable):
                 Path(self.uv_bin),
                 *[path for path in [Path(interpreter).resolve()] if path.exists()],
             ],
-            writable=[uv_cache.parent] if build_dir.parent.name == BUILD_AREA_NAME else [build_dir, uv_cache],
+            # one mount for the cache and the build where they share a directory (see _build_area): hardlinks
+            writable=[uv_cache.parent] if build_dir.parent == uv_cache.parent / BUILD_AREA_NAME else [build_dir, uv_cache],
             anonymous=anonymous,
         )
         if not self._uv_cache_handed_over:
@@ -392,8 +393,8 @@ class EnvBuilder(LoggingConfigurable):
     def effective_uv_cache_dir(self) -> str:
         """uv's cache: ``uv_cache_dir``, else $UV_CACHE_DIR, else (sandboxed) one beside the environments,
         since the build uid cannot reach root's ~/.cache; '' leaves uv its default."""
-        if self.uv_cache_dir or os.environ.get("UV_CACHE_DIR"):
-            return self.uv_cache_dir or os.environ["UV_CACHE_DIR"]
+        if configured := self.uv_cache_dir or os.environ.get("UV_CACHE_DIR"):
+            return configured
         return str(Path(self.cache_dir).resolve() / ".uv" / "cache") if self.sandboxed else ""
 
     def _build_area(self) -> Path | None:

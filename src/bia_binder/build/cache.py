@@ -5,7 +5,7 @@ Layout under ``root``::
     <key>/                  a published entry (see base.py); only ever appears by rename
     <key>/last-used         its mtime is the entry's last use (LRU order)
     .tmp/<key>.<pid>.<rnd>  builds in progress; a dead builder's leftovers are removed, never looked up
-                            (sandboxed builders build inside uv's cache instead: see EnvBuilder)
+                            (sandboxed builders build beside uv's cache instead: see EnvBuilder._build_area)
     .pins/<key>/<holder>    one file per session using the entry: pinned entries are never evicted
     .locks/<key>.lock       flock held while a process builds <key> (the hub and the binder service share the cache)
 

@@ -341,23 +341,13 @@ class Sandbox(LoggingConfigurable):
         if not home.is_dir():
             raise LaunchError(f"session home {home} does not exist; create it (with the repository copy) first", 500)
         if caps.uid_separation.ok:
-            for path in [home, *readonly, *writable]:
-                _check_reachable_by_others(Path(path).resolve())
+            _check_reachable_by_others(home, *readonly, *writable)
             uid, gpus = self.registry.allocate(name, profile.gpus, caps.gpus)
         else:
             uid, gpus = os.geteuid(), list(caps.gpus[: profile.gpus])
-        session = Session(
-            sandbox=self, name=name, uid=uid, home=home, profile=profile, gpus=gpus,
-            readonly=[Path(p).resolve() for p in readonly], writable=[Path(p).resolve() for p in writable],
-        )  # fmt: skip
-        try:
-            if caps.uid_separation.ok:
-                session.own(home)
-                home.chmod(0o700)
-            self._attach_cgroup(session)
-        except BaseException:
-            session.cleanup()
-            raise
+        session = self._open(Session(sandbox=self, name=name, uid=uid, home=home, profile=profile, gpus=gpus), readonly, writable)
+        if session.separate_uid:
+            home.chmod(0o700)
         return session
 
     def prepare_build(
@@ -382,14 +372,18 @@ class Sandbox(LoggingConfigurable):
         uid = os.geteuid()
         if caps.uid_separation.ok:
             uid = self._checked_build_uid()
-            for path in [workdir, *readonly, *writable]:
-                _check_reachable_by_others(Path(path).resolve())
+            _check_reachable_by_others(workdir, *readonly, *writable)
         session = Session(
-            sandbox=self, name=f"build:{name}", uid=uid, home=workdir, profile=profile, gpus=[], shared_uid=True,
-            readonly=[Path(p).resolve() for p in readonly], writable=[Path(p).resolve() for p in writable],
-        )  # fmt: skip
+            sandbox=self, name=f"build:{name}", uid=uid, home=workdir, profile=profile, gpus=[], shared_uid=True
+        )
+        return self._open(session, readonly, writable)
+
+    def _open(self, session: Session, readonly: Sequence[Path], writable: Sequence[Path]) -> Session:
+        """``session`` with its bind paths, its home handed to its uid and its cgroup made; nothing left on failure."""
+        session.readonly = [Path(p).resolve() for p in readonly]
+        session.writable = [Path(p).resolve() for p in writable]
         try:
-            session.own(workdir)
+            session.own(session.home)
             self._attach_cgroup(session)
         except BaseException:
             session.cleanup()
@@ -475,15 +469,16 @@ def cgroup_name(session_name: str) -> str:
     return f"{_UNSAFE_IN_GROUP_NAME.sub('_', session_name)[:64].lstrip('.')}-{digest}"
 
 
-def _check_reachable_by_others(path: Path) -> None:
+def _check_reachable_by_others(*paths: Path) -> None:
     """The sandbox opens bind sources as the session's uid: every ancestor must be world-searchable."""
-    for ancestor in path.parents:
-        if ancestor.exists() and not ancestor.stat().st_mode & 0o001:
-            raise LaunchError(
-                f"{ancestor} (above {path}) is not searchable by other users; `chmod o+x {ancestor}` "
-                "or put session homes and environments elsewhere.",
-                500,
-            )
+    for path in paths:
+        for ancestor in Path(path).resolve().parents:
+            if ancestor.exists() and not ancestor.stat().st_mode & 0o001:
+                raise LaunchError(
+                    f"{ancestor} (above {path}) is not searchable by other users; `chmod o+x {ancestor}` "
+                    "or put session homes and environments elsewhere.",
+                    500,
+                )
 
 
 def _chown_tree(root: Path, uid: int) -> None:
