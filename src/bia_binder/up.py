@@ -113,7 +113,7 @@ def print_dask_gateway_status(settings: UpSettings, operator_config: Config) -> 
 
     reason = DaskGatewayService(config=operator_config).unavailable_reason()
     if reason is None:
-        status = "on for logged-in users (clusters run in the default environment once a session has built it)"
+        status = "on for logged-in users (clusters run in the default environment, built when the service starts)"
     else:
         status = f"off: {reason}; notebooks can still start a LocalCluster"
     print(f"dask-gateway: {status}", flush=True)

@@ -56,6 +56,7 @@ from traitlets import Bool, Float, Int, Unicode
 from traitlets.config import Config, LoggingConfigurable
 
 from ..events import LaunchError
+from . import default_environment
 from .culling import is_temporary_user
 from .settings import UpSettings
 
@@ -212,10 +213,11 @@ def configure_portal_dask_gateway(c: Config, settings: UpSettings) -> str | None
         return reason
     data_dir = Path(settings.data_dir)
     try:
-        environments_dir, key = default_environment(c, data_dir / "envs")
-    except DaskGatewayConfigError as e:
-        gateway.log.warning("dask-gateway is off: %s", e)
-        return str(e)
+        environments_dir, key = default_environment.location(c, data_dir / "envs")
+    except LaunchError as e:
+        reason = f"dask-gateway: {e.message}"
+        gateway.log.warning("dask-gateway is off: %s", reason)
+        return reason
     http_port, tcp_port = gateway.http_port or _free_port(), gateway.tcp_port or _free_port()
     state_dir = data_dir / "dask-gateway"
     # sessions run on this host: they reach the proxy on loopback unless it listens on one address only
@@ -235,20 +237,6 @@ def configure_portal_dask_gateway(c: Config, settings: UpSettings) -> str | None
     config["DefaultEnvironmentBackend"] = {"environments_dir": str(environments_dir), "environment_key": key}
     _add_gateway_service(c, config, state_dir=state_dir, hub_url=hub_url, http_port=http_port, tcp_port=tcp_port)
     return None
-
-
-def default_environment(c: Config, default_dir: Path) -> tuple[Path, str]:
-    """Cache directory and key of the default bioimage environment, as the hub's spawner computes them."""
-    from ..build import EnvBuilder
-    from . import default_environment
-
-    environments_dir = Path(c.get("BinderSpawner", {}).get("environments_dir") or default_dir)
-    try:
-        requirements = default_environment.read_requirements(default_environment.requirements_file(c))
-    except LaunchError as e:
-        raise DaskGatewayConfigError(f"dask-gateway: {e.message}") from e
-    builder = EnvBuilder(config=c, cache_dir=str(environments_dir.resolve()))
-    return environments_dir.resolve(), default_environment.environment_key(builder, requirements)
 
 
 def gateway_server_command() -> Path:

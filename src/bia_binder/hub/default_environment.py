@@ -39,6 +39,13 @@ def environment_key(builder: EnvBuilder, requirements: str) -> str:
     return builder.cache_key("default", hashlib.sha256(requirements.encode()).hexdigest())
 
 
+def location(config: Any, default_dir: Path) -> tuple[Path, str]:
+    """Cache directory and key of the default environment, as the hub's spawner computes them from ``config``."""
+    environments_dir = Path(config.get("BinderSpawner", {}).get("environments_dir") or default_dir).resolve()
+    requirements = read_requirements(requirements_file(config))
+    return environments_dir, environment_key(EnvBuilder(config=config, cache_dir=str(environments_dir)), requirements)
+
+
 async def cached_or_built(builder: EnvBuilder, requirements: str, log: LogFn, scratch_dir: str = "") -> Environment:
     """The default environment for ``requirements``, built now if no process has built it yet."""
 
