@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bia_binder.build import EnvBuilder
-from bia_binder.build.cache import own_disk_usage
+from bia_binder.builder import EnvBuilder
+from bia_binder.builder.cache import own_disk_usage
 
 BIOIMAGE = ["numpy", "scipy", "scikit-image", "zarr", "dask", "ome-zarr", "matplotlib", "pandas", "jupyterlab"]
 

@@ -38,9 +38,9 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from bia_binder.hub.homes import EphemeralDisks  # noqa: E402
-from bia_binder.hub.profiles import ResourceProfiles  # noqa: E402
-from bia_binder.hub.sandbox import Sandbox, Session  # noqa: E402
+from bia_binder.sessions.disks import EphemeralDisks  # noqa: E402
+from bia_binder.sessions.profiles import ResourceProfiles  # noqa: E402
+from bia_binder.sessions.sandbox import Sandbox, Session  # noqa: E402
 from bia_binder.up import free_port  # noqa: E402
 
 TOKEN = "bench"
@@ -119,7 +119,7 @@ class Bench:
 
     def stop_session(self, session: Session) -> None:
         session.cleanup()
-        self.disks.delete_home(session.home.name)
+        self.disks.delete(session.home.name)
 
     def start_sandboxed(self) -> tuple[float, subprocess.Popen, Session, int]:
         port = free_port()

@@ -9,9 +9,9 @@ import sys
 #: modules exposing ``register(subparsers)``; each adds its subcommands with ``set_defaults(func=...)``
 SUBCOMMAND_MODULES = (
     "bia_binder.up",  # up, launch
-    "bia_binder.build.cli",  # build, run, cache
-    "bia_binder.hub.doctor",  # doctor
-    "bia_binder.hub.users",  # users
+    "bia_binder.builder.cli",  # build, run, cache
+    "bia_binder.sessions.doctor",  # doctor
+    "bia_binder.portal.users",  # users
 )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from .hub.settings import UpSettings
+from .settings import UpSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HUB_CONFIG = Path(__file__).parent / "hub" / "jupyterhub_config.py"
@@ -97,7 +97,7 @@ def load_operator_config(path: str) -> Config:
 
 def print_guarantees(settings: UpSettings, operator_config: Config) -> None:
     """Which isolation guarantees hold on this host (the same report as `bia-binder doctor`)."""
-    from .hub.doctor import guarantee_report
+    from .sessions.doctor import guarantee_report
 
     config = copy.deepcopy(operator_config)
     config.Sandbox.state_dir = str(Path(settings.data_dir) / "sandbox")
@@ -109,7 +109,7 @@ def print_dask_gateway_status(settings: UpSettings, operator_config: Config) -> 
     """Whether logged-in users get dask-gateway; the hub configures it on the same condition."""
     if settings.auth == "none":
         return
-    from .hub.dask import DaskGatewayService
+    from .portal.dask import DaskGatewayService
 
     reason = DaskGatewayService(config=operator_config).unavailable_reason()
     if reason is None:
@@ -123,7 +123,7 @@ def check_auth(mode: str, operator_config: Config) -> None:
     """A mode lacking its secret or client stops here with one line, before anything starts."""
     if mode == "none":
         return
-    from .hub.auth import AuthConfigError, check_auth_config
+    from .portal.auth import AuthConfigError, check_auth_config
 
     try:
         check_auth_config(mode, operator_config)

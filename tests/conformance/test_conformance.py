@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bia_binder.build import EnvBuilder
-from bia_binder.build.cli import directory_fingerprint
+from bia_binder.builder import EnvBuilder
+from bia_binder.builder.cli import directory_fingerprint
 from bia_binder.events import LaunchError
 
 HERE = Path(__file__).parent

@@ -15,7 +15,7 @@ import pytest
 import werkzeug.serving
 from traitlets.config import Config
 
-from bia_binder.hub.auth import (
+from bia_binder.portal.auth import (
     DEV_PASSWORD_ENV,
     LS_LOGIN_ISSUER,
     AuthConfigError,
@@ -129,7 +129,7 @@ def test_oidc_login_end_to_end(start_hub, oidc_provider: str) -> None:
     # The endpoints come from the provider's discovery document; everything else is our LS Login preset.
     hub = start_hub(
         f"""
-        from bia_binder.hub.auth import configure_auth
+        from bia_binder.portal.auth import configure_auth
         c.GenericOAuthenticator.authorize_url = "{discovery['authorization_endpoint']}"
         c.GenericOAuthenticator.token_url = "{discovery['token_endpoint']}"
         c.GenericOAuthenticator.userdata_url = "{discovery['userinfo_endpoint']}"
@@ -179,7 +179,7 @@ def login_form(client: httpx.Client, hub_url: str, username: str, password: str)
 def test_dev_mode_accepts_the_environment_password_only(start_hub) -> None:
     hub = start_hub(
         """
-        from bia_binder.hub.auth import configure_auth
+        from bia_binder.portal.auth import configure_auth
         configure_auth(c, "dev")
         """,
         env={DEV_PASSWORD_ENV: "demo-pass"},
@@ -198,7 +198,7 @@ def test_dev_mode_refuses_to_start_without_password(start_hub, monkeypatch: pyte
     monkeypatch.delenv(DEV_PASSWORD_ENV, raising=False)
     hub = start_hub(
         """
-        from bia_binder.hub.auth import configure_auth
+        from bia_binder.portal.auth import configure_auth
         configure_auth(c, "dev")
         """,
         wait=False,
@@ -228,7 +228,7 @@ def sign_up(hub_url: str, username: str, password: str) -> httpx.Response:
 def test_native_signup_needs_admin_approval_then_logs_in(start_hub) -> None:
     hub = start_hub(
         """
-        from bia_binder.hub.auth import configure_auth
+        from bia_binder.portal.auth import configure_auth
         configure_auth(c, "native", admin_users={"labadmin"})
         """
     )

@@ -12,8 +12,8 @@ import pytest
 from jupyterhub.app import JupyterHub
 from traitlets.config import Config
 
-from bia_binder.hub.auth import DEV_PASSWORD_ENV
-from bia_binder.hub.culling import TEMPORARY_USERS_GROUP, configure_culler, delete_user_directories
+from bia_binder.portal.auth import DEV_PASSWORD_ENV
+from bia_binder.portal.culling import TEMPORARY_USERS_GROUP, configure_culler, delete_user_directories
 
 from .hubprocess import HubProcess
 
@@ -68,8 +68,8 @@ def test_idle_and_old_sessions_are_stopped_and_temporary_users_removed(start_hub
         f"""
         from pathlib import Path
         from jupyterhub.spawner import SimpleLocalProcessSpawner
-        from bia_binder.hub.auth import configure_auth
-        from bia_binder.hub.culling import configure_culler, delete_user_directories
+        from bia_binder.portal.auth import configure_auth
+        from bia_binder.portal.culling import configure_culler, delete_user_directories
 
         configure_auth(c, "dev")
 

@@ -21,9 +21,9 @@ from jupyterhub.app import JupyterHub
 from jupyterhub.spawner import Spawner
 from traitlets.config import Config
 
-from bia_binder.hub.auth import DEV_PASSWORD_ENV
-from bia_binder.hub.culling import TEMPORARY_USERS_GROUP
-from bia_binder.hub.dask import ACCESS_SCOPE, DaskGatewayConfigError, configure_dask_gateway, session_dask_environment
+from bia_binder.portal.auth import DEV_PASSWORD_ENV
+from bia_binder.portal.culling import TEMPORARY_USERS_GROUP
+from bia_binder.portal.dask import ACCESS_SCOPE, DaskGatewayConfigError, configure_dask_gateway, session_dask_environment
 
 from .hubprocess import free_port
 
@@ -135,8 +135,8 @@ def test_gateway_cluster_computes_for_a_hub_user(start_hub, cluster_env: Path, s
     tcp_port, http_port = free_port(), free_port()
     hub = start_hub(
         f"""
-        from bia_binder.hub.auth import configure_auth
-        from bia_binder.hub.dask import configure_dask_gateway
+        from bia_binder.portal.auth import configure_auth
+        from bia_binder.portal.dask import configure_dask_gateway
         configure_auth(c, "dev")
         configure_dask_gateway(c, hub_url="http://unused", http_port={http_port}, tcp_port={tcp_port},
                                cluster_bin_dir="{cluster_env}", state_dir="{state_dir}", cluster_idle_timeout=120)

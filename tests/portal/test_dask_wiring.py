@@ -16,10 +16,10 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from bia_binder.hub.auth import DEV_PASSWORD_ENV
-from bia_binder.hub.dask import ACCESS_SCOPE, DaskGatewayService
-from bia_binder.hub.default_environment import environment_key as default_environment_key
-from bia_binder.hub.spawner import BinderSpawner
+from bia_binder.portal.auth import DEV_PASSWORD_ENV
+from bia_binder.portal.dask import ACCESS_SCOPE, DaskGatewayService
+from bia_binder.environments.default import environment_key as default_environment_key
+from bia_binder.sessions.spawner import BinderSpawner
 from bia_binder.up import free_port
 
 from .test_stack_config import by_name, load_hub_config

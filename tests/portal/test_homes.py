@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bia_binder.hub.homes import DAY, HomeError, HomeManager, home_name, username_from_home_name
+from bia_binder.portal.homes import DAY, HomeError, HomeManager, home_name, username_from_home_name
 
 MB = 1024 * 1024
 
@@ -139,6 +139,6 @@ def test_tools_failing_give_one_line_errors(homes: HomeManager, tmp_path: Path) 
     with open(homes.image_path("frank"), "wb") as f:
         f.write(b"not a filesystem")
         f.truncate(homes.quota)
-    with pytest.raises(HomeError, match="mounting the home of frank: mount failed") as error:
+    with pytest.raises(HomeError, match="mounting the disk of frank: mount failed") as error:
         homes.ensure_home("frank")
     assert "\n" not in str(error.value)

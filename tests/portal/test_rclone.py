@@ -16,7 +16,7 @@ import pytest
 from jupyterhub.spawner import Spawner
 from traitlets.config import Config
 
-from bia_binder.hub.rclone import RCLONE_CONFIG_ENV, RcloneRemotes, configure_rclone
+from bia_binder.portal.rclone import RCLONE_CONFIG_ENV, RcloneRemotes, configure_rclone
 from tests.s3server import MotoServer
 
 pytestmark = pytest.mark.skipif(shutil.which("rclone") is None, reason="rclone not installed (make install)")

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 from traitlets.config import Config
 
-from bia_binder.hub.default_environment import environment_key as default_environment_key
-from bia_binder.hub.spawner import BinderSpawner
+from bia_binder.environments.default import environment_key as default_environment_key
+from bia_binder.sessions.spawner import BinderSpawner
 
 START_TIMEOUT = 120
 BUILD_TIMEOUT = 900

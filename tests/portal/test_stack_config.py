@@ -9,8 +9,8 @@ import pytest
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from bia_binder.hub.culling import TEMPORARY_USERS_GROUP
-from bia_binder.hub.settings import UpSettings
+from bia_binder.portal.culling import TEMPORARY_USERS_GROUP
+from bia_binder.settings import UpSettings
 
 HUB_CONFIG = Path(__file__).resolve().parents[2] / "src" / "bia_binder" / "hub" / "jupyterhub_config.py"
 
@@ -46,12 +46,12 @@ def test_portal_pieces_are_configured(monkeypatch, tmp_path):
 def test_dev_auth_uses_the_dev_authenticator(monkeypatch, tmp_path):
     monkeypatch.setenv("BIA_BINDER_DEV_PASSWORD", "a-test-password")
     c = load_hub_config(monkeypatch, tmp_path, auth="dev")
-    assert c.JupyterHub.authenticator_class == "bia_binder.hub.auth.DevAuthenticator"
+    assert c.JupyterHub.authenticator_class == "bia_binder.portal.auth.DevAuthenticator"
 
 
 def test_operator_config_adds_to_and_replaces_our_entries_by_name(monkeypatch, tmp_path):
     operator = """
-from bia_binder.hub.culling import culler_command
+from bia_binder.portal.culling import culler_command
 c.JupyterHub.services = [
     {"name": "idle-culler", "command": culler_command(3600, 0, 60, cull_users=False, concurrency=1)},
     {"name": "lab-dashboard", "url": "http://127.0.0.1:9"},

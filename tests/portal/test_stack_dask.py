@@ -12,7 +12,7 @@ import secrets
 import pytest
 from dask_gateway import Gateway, JupyterHubAuth
 
-from bia_binder.hub.auth import DEV_PASSWORD_ENV
+from bia_binder.portal.auth import DEV_PASSWORD_ENV
 from tests.kernel import run_cell
 from tests.stack import BinderStack, hub_api
 

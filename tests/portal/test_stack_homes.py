@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from traitlets.config import Config
 
-from bia_binder.hub.spawner import BinderSpawner
+from bia_binder.sessions.spawner import BinderSpawner
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="loop-mounting homes needs root")
 

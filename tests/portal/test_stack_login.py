@@ -16,7 +16,7 @@ import httpx
 import psutil
 import pytest
 
-from bia_binder.hub.culling import TEMPORARY_USERS_GROUP
+from bia_binder.portal.culling import TEMPORARY_USERS_GROUP
 from tests.kernel import run_cell
 from tests.stack import BinderStack, hub_api
 
@@ -112,8 +112,8 @@ def start_from_api(stack: BinderStack, username: str, options: dict) -> httpx.Re
 
 def test_the_default_environment_is_built_when_the_service_starts(stack):
     """With a login configured, nobody waits for the first build of the default environment."""
-    from bia_binder.build import EnvBuilder
-    from bia_binder.hub.default_environment import environment_key
+    from bia_binder.builder import EnvBuilder
+    from bia_binder.environments.default import environment_key
 
     key = environment_key(EnvBuilder(cache_dir=str(stack.data_dir / "envs")), DEFAULT_REQUIREMENTS)
     deadline = time.monotonic() + 240

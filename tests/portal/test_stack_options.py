@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bia_binder.events import LaunchError
-from bia_binder.hub.options import SessionChoice, options_from_form, parse_session_options, render_options_form
-from bia_binder.hub.profiles import ResourceProfiles
+from bia_binder.portal.options import SessionChoice, options_from_form, parse_session_options, render_options_form
+from bia_binder.sessions.profiles import ResourceProfiles
 
 
 def test_form_offers_every_logged_in_profile_first_checked():

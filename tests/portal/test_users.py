@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from bia_binder.cli import main
-from bia_binder.hub.auth import DEV_PASSWORD_ENV
-from bia_binder.hub.homes import DAY, HomeManager
+from bia_binder.portal.auth import DEV_PASSWORD_ENV
+from bia_binder.portal.homes import DAY, HomeManager
 
 from .hubprocess import free_port
 
@@ -30,7 +30,7 @@ def homes(tmp_path: Path):
 def test_users_lists_storage_quota_and_activity(start_hub, homes: HomeManager, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     hub = start_hub(
         """
-        from bia_binder.hub.auth import configure_auth
+        from bia_binder.portal.auth import configure_auth
         configure_auth(c, "dev", admin_users={"admin1"})
         """,
         env={DEV_PASSWORD_ENV: "users-test"},

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from bia_binder.build.container import ContainerBuilder
+from bia_binder.builder.container import ContainerBuilder
 from tests.stack import PROJECT_ROOT, BinderStack
 
 pytestmark = pytest.mark.slow

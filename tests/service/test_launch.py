@@ -147,7 +147,7 @@ def test_binderhub_js_client_launches_to_ready(binder_stack, launched):
 
 def test_session_is_sandboxed_away_from_the_service(binder_stack, launched):
     """Own uid; the hub database, cookie secret and other environments are out of reach."""
-    from bia_binder.hub.doctor import guarantee_report
+    from bia_binder.sessions.doctor import guarantee_report
 
     if not guarantee_report().isolated:
         pytest.skip("this host cannot sandbox sessions (see bia-binder doctor)")
@@ -171,8 +171,8 @@ def test_session_is_sandboxed_away_from_the_service(binder_stack, launched):
 
 def test_build_runs_sandboxed_as_the_build_uid(binder_stack):
     """The repository's postBuild runs as Sandbox.build_uid and cannot read the service's secrets."""
-    from bia_binder.hub.doctor import guarantee_report
-    from bia_binder.hub.sandbox import Sandbox
+    from bia_binder.sessions.doctor import guarantee_report
+    from bia_binder.sessions.sandbox import Sandbox
 
     if not guarantee_report().isolated:
         pytest.skip("this host cannot sandbox builds (see bia-binder doctor)")
@@ -198,7 +198,7 @@ def test_anonymous_users_are_temporary_group_members(binder_stack, launched):
 
 def test_anonymous_session_disk_is_limited_and_goes_when_it_stops(binder_stack):
     """A write past the profile's disk_limit fails for that session only; stopping it removes its disk."""
-    from bia_binder.hub.homes import EphemeralDisks
+    from bia_binder.sessions.disks import EphemeralDisks
     from tests.stack import hub_api
 
     if EphemeralDisks.available():

@@ -1,0 +1,1 @@
+"""The JupyterHub configuration bia-binder ships (``jupyterhub_config.py``)."""

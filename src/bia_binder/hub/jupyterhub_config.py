@@ -10,7 +10,7 @@ own config file (``--config``) is loaded last, so every trait here can be overri
 config file adds (or assigns) come on top of ours, and an entry with the name of one of ours
 replaces it, e.g. to cull sooner::
 
-    from bia_binder.hub.culling import culler_command
+    from bia_binder.portal.culling import culler_command
     c.JupyterHub.services = [{"name": "idle-culler", "command": culler_command(
         3600, 86400, 600, cull_users=False, concurrency=10)}]
 """
@@ -19,12 +19,12 @@ import os
 import sys
 from pathlib import Path
 
-from bia_binder.hub.auth import configure_auth
-from bia_binder.hub.culling import TEMPORARY_USERS_GROUP, configure_culler
-from bia_binder.hub.dask import configure_portal_dask_gateway
-from bia_binder.hub.rclone import configure_rclone
-from bia_binder.hub.sandbox import configure_sandbox
-from bia_binder.hub.settings import UpSettings
+from bia_binder.portal.auth import configure_auth
+from bia_binder.portal.culling import TEMPORARY_USERS_GROUP, configure_culler
+from bia_binder.portal.dask import configure_portal_dask_gateway
+from bia_binder.portal.rclone import configure_rclone
+from bia_binder.sessions.sandbox import configure_sandbox
+from bia_binder.settings import UpSettings
 
 c = get_config()  # noqa: F821 (injected by JupyterHub)
 settings = UpSettings.from_environ()
@@ -66,13 +66,13 @@ c.JupyterHub.load_roles = [
     }
 ]
 
-# anonymous users join this group; the culler deletes its members (see hub/culling.py)
+# anonymous users join this group; the culler deletes its members (see portal/culling.py)
 c.JupyterHub.load_groups = {TEMPORARY_USERS_GROUP: {}}
 # idle sessions stopped after 12 h, any session after 7 days; temporary users deleted with them
 configure_culler(c)
 
 # --- sessions -------------------------------------------------------------------------------
-c.JupyterHub.spawner_class = "bia_binder.hub.spawner.BinderSpawner"
+c.JupyterHub.spawner_class = "bia_binder.sessions.spawner.BinderSpawner"
 c.BinderSpawner.environments_dir = str(data_dir / "envs")
 c.BinderSpawner.sessions_dir = str(data_dir / "sessions")
 c.Spawner.http_timeout = 120

@@ -21,12 +21,12 @@ from traitlets import Bool, Enum, Float, Instance, Integer, Unicode, default
 from traitlets.config import Application, Config
 
 from .. import __version__
-from ..build import ContainerBuilder, EnvBuilder
+from ..builder import ContainerBuilder, EnvBuilder
 from ..events import LaunchError
-from ..hub import default_environment
-from ..hub.profiles import RESERVATION_PREFIX, Admission
-from ..hub.sandbox import configure_sandbox
-from ..hub.settings import UpSettings
+from ..environments import default as default_environment
+from ..sessions.admission import RESERVATION_PREFIX, Admission
+from ..sessions.sandbox import configure_sandbox
+from ..settings import UpSettings
 from .handlers import NotFoundHandler, routes
 from .launcher import Launcher, user_slug
 from .metrics import Metrics

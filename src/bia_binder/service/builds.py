@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable
 
-from ..build.base import Environment
+from ..builder.base import Environment
 from ..events import BUILDING, LaunchError, event
 
 BuildFn = Callable[[Callable[[dict[str, Any]], None]], Awaitable[Environment]]

@@ -17,7 +17,7 @@ from traitlets import Float, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..events import LaunchError
-from ..hub.spawner import ANONYMOUS_PREFIX
+from ..sessions.spawner import ANONYMOUS_PREFIX
 
 ProgressFn = Callable[[str], Awaitable[None]]
 

@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from ..build.base import Environment
-from ..build.buildpacks.base import NeedsContainer
+from ..builder.base import Environment
+from ..builder.buildpacks.base import NeedsContainer
 from ..events import BUILT, FETCHING, LAUNCHING, READY, WAITING, LaunchError, event
 from ..providers import get_provider
 from ..providers.base import ResolvedRepo

@@ -1,0 +1,545 @@
+"""EnvBuilder: a checked-out repository in, a published cached environment out (no containers)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+from traitlets import Bool, Float, Int, List, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from .. import __version__
+from ..events import LaunchError
+from . import base
+from .base import Environment, LogFn
+from .buildpacks import (
+    BuildContext,
+    BuildPack,
+    ContainerOnlyBuildPack,
+    RepoFiles,
+    detect_buildpack,
+    needs_container,
+)
+from .cache import EnvCache, own_disk_usage
+from .conda import CondaInstaller, CondaSettings
+from .process import CommandLimitExceeded, CommandResult, run_streaming
+from .uv import ResolutionCache, UvInstaller
+
+#: bump when a change of the builder changes what an environment contains
+BUILD_FORMAT = "1"
+DATA_LIBRARY_PTH = "bia_binder_data_library.pth"
+GiB = 1024**3
+#: seconds between disk-use checks while a build command runs (each check walks the build tree)
+DISK_CHECK_INTERVAL = 3.0
+#: sandboxed builds happen in this directory beside uv's cache (see EnvBuilder._build_area)
+BUILD_AREA_NAME = "bia-binder-builds"
+
+
+def data_extra_requirements() -> list[str]:
+    """The ``data`` extra of our own package: what ``bia_binder.data`` needs in every session environment."""
+    # read from our installed metadata (pyproject.toml is not shipped); markers look like `extra == "data"`
+    requirements = importlib.metadata.requires("bia-binder") or []
+    marker = re.compile(r"""extra\s*==\s*['"]data['"]""")
+    return [req.split(";")[0].strip() for req in requirements if ";" in req and marker.search(req.split(";", 1)[1])]
+
+
+class EnvBuilder(LoggingConfigurable):
+    """Builds environments with uv (hardlinked from its cache) following repo2docker's configuration rules."""
+
+    version = f"{__version__}+build{BUILD_FORMAT}"
+
+    cache_dir = Unicode(
+        "data/envs",
+        config=True,
+        help="Directory of the environment cache (relative paths are resolved from the working directory). "
+        "Keep it on the same filesystem as uv_cache_dir so packages are hardlinked, not copied.",
+    )
+    build_timeout = Float(1800.0, config=True, help="Seconds a build may take before it is stopped (fails with 500).")
+    disk_limit = Int(
+        10 * GiB,
+        config=True,
+        help="Bytes of new disk one build may use (files not hardlinked from uv's cache); beyond it the build "
+        "is stopped and fails with 413.",
+    )
+    cache_budget_bytes = Int(
+        100 * GiB,
+        config=True,
+        help="Disk budget of the cache (bytes its entries use beyond uv's cache). After each build, least-recently "
+        "used entries no session has pinned are removed until the cache fits.",
+    )
+    session_packages = List(
+        Unicode(),
+        config=True,
+        help="Packages every environment gets besides what the repository asks for: the notebook server, "
+        "jupyterhub-singleuser, jupyter-resource-usage and the data library's dependencies.",
+    )
+    data_library_path = Unicode(
+        config=True,
+        help="Directory containing the bia_binder package; a .pth file puts it on every environment's path so "
+        "`import bia_binder.data` works.",
+    )
+    uv_bin = Unicode(config=True, help="The uv executable (default: the one installed with this package).")
+    uv_cache_dir = Unicode(
+        "",
+        config=True,
+        help="uv's package cache (empty: uv's default, $UV_CACHE_DIR or ~/.cache/uv). Must be on the cache_dir's "
+        "filesystem for hardlinks.",
+    )
+    index_url = Unicode("", config=True, help="Python package index to install from (empty: uv's default, PyPI).")
+    python = Unicode(
+        config=True,
+        help="Interpreter for environments whose repository does not ask for a Python version "
+        "(default: the interpreter running this service).",
+    )
+    python_search_path = List(
+        Unicode(),
+        config=True,
+        help="Directories searched for pythonX.Y when a repository asks for a version (runtime.txt, "
+        "environment.yml, Pipfile). Default: the directories of $PATH.",
+    )
+
+    resolution_reuse_seconds = Float(
+        600.0,
+        config=True,
+        help="Seconds a resolution of plain requirements is reused for an equal list (then installed offline from "
+        "uv's cache: a rebuild of an equal environment needs no index requests). 0 resolves every build afresh. "
+        "Like the package index's own cache lifetime, a new release is picked up at most this much later.",
+    )
+    sandboxed = Bool(
+        False,
+        config=True,
+        help="Run every build command (the installer, hence the repository's setup.py, and postBuild) in the "
+        "sessions' sandbox (bia_binder.sessions.sandbox) as Sandbox.build_uid, with the anonymous profile's limits. "
+        "`bia-binder up` turns it on. Where the host cannot isolate, builds for anonymous launches are refused "
+        "like anonymous sessions (unless Sandbox.allow_unsafe).",
+    )
+    conda_channel_alias = Unicode(
+        "https://conda.anaconda.org/",
+        config=True,
+        help="Base URL of named conda channels in environment.yml (conda's channel_alias): a mirror, or a file:// URL.",
+    )
+    conda_pkgs_dir = Unicode(
+        "",
+        config=True,
+        help="Cache of conda packages (empty: <cache_dir>/.conda-pkgs, on the cache's filesystem for hardlinks).",
+    )
+
+    @default("session_packages")
+    def _default_session_packages(self) -> list[str]:
+        # jupyter-resource-usage: sessions see their profile's limits in JupyterLab (as on mybinder.org)
+        return ["jupyterlab>=4", "jupyterhub>=5", "jupyter-resource-usage", *data_extra_requirements()]
+
+    @default("data_library_path")
+    def _default_data_library_path(self) -> str:
+        import bia_binder
+
+        return str(Path(bia_binder.__file__).resolve().parent.parent)
+
+    @default("uv_bin")
+    def _default_uv_bin(self) -> str:
+        import uv
+
+        return uv.find_uv_bin()
+
+    @default("python")
+    def _default_python(self) -> str:
+        """The service's Python version, preferring an interpreter every uid can run: sandboxed
+        sessions run as their own uid, and an environment's bin/python links to its interpreter
+        (a pyenv under /root, mode 700, would leave sessions without Python)."""
+        own = getattr(sys, "_base_executable", None) or sys.executable
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        for candidate in (own, f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"):
+            if _usable_by_everyone(candidate):
+                return candidate
+        return own
+
+    @default("python_search_path")
+    def _default_python_search_path(self) -> list[str]:
+        return [d for d in os.environ.get("PATH", os.defpath).split(os.pathsep) if d]
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.cache = EnvCache(Path(self.cache_dir).resolve(), tmp_dir=self._build_area())
+        self.cache.remove_stale_builds()
+        self._inflight: dict[str, tuple[asyncio.Future[Environment], list[LogFn]]] = {}
+        self._sandbox = None  # bia_binder.sessions.sandbox.Sandbox, made on the first sandboxed build
+        self._uv_cache_handed_over = False
+
+    # keys and lookups ----------------------------------------------------------------------------
+    def config_hash(self) -> str:
+        """What besides the repository decides an environment's content."""
+        config = {
+            "session_packages": sorted(self.session_packages),
+            "data_library_path": self.data_library_path,
+            "index_url": self.index_url,
+            "python": self.python,
+            "conda_channel_alias": self.conda_channel_alias,
+        }
+        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+    def cache_key(self, provider: str, ref: str) -> str:
+        return base.cache_key(provider, ref, self.version, self.config_hash())
+
+    def lookup(self, key: str) -> Environment | None:
+        return self.cache.lookup(key)
+
+    def pin(self, key: str, holder: str) -> None:
+        self.cache.pin(key, holder)
+
+    def unpin(self, key: str, holder: str) -> None:
+        self.cache.unpin(key, holder)
+
+    # building ----------------------------------------------------------------------------------------
+    async def cached_or_built(
+        self,
+        key: str,
+        fill_source: Callable[[Path], Awaitable[None]],
+        log: LogFn,
+        scratch_dir: str = "",
+        anonymous: bool = False,
+    ) -> Environment:
+        """The environment ``key``; if not cached, ``fill_source`` writes the repository into a scratch
+        directory (under ``scratch_dir``, default the system's) and it is built from there."""
+        if env := self.lookup(key):
+            return env
+        with tempfile.TemporaryDirectory(prefix="source-", dir=scratch_dir or None) as scratch:
+            source = Path(scratch) / "repo"
+            source.mkdir()
+            await fill_source(source)
+            log("Building the environment (first use; later sessions start at once)\n")
+            return await self.build(source, key, log, anonymous=anonymous)
+
+    async def build(self, source_dir: Path, key: str, log: LogFn, anonymous: bool = False) -> Environment:
+        """Build ``source_dir`` as ``key`` (or join the build of ``key`` already running); ``log`` gets each line.
+
+        ``anonymous``: the build is for an anonymous launch, refused where it cannot be sandboxed (see ``sandboxed``).
+        """
+        if key in self._inflight:
+            future, listeners = self._inflight[key]
+            listeners.append(log)
+            return await asyncio.shield(future)
+        if env := self.lookup(key):
+            return env
+        listeners = [log]
+        future: asyncio.Future[Environment] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = (future, listeners)
+
+        def fan_out(line: str) -> None:
+            for listener in listeners:
+                listener(line)
+
+        try:
+            env = await self._build_once_across_processes(source_dir, key, fan_out, anonymous)
+            future.set_result(env)
+            return env
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()  # joiners get it; nobody else needs to retrieve it
+            raise
+        finally:
+            del self._inflight[key]
+
+    async def _build_once_across_processes(self, source_dir: Path, key: str, log: LogFn, anonymous: bool) -> Environment:
+        def say_waiting() -> None:
+            log("Another process is building this environment; waiting for it\n")
+
+        async with self.cache.exclusive_build(key, say_waiting):
+            if env := self.lookup(key):  # the other process published it meanwhile
+                return env
+            return await self._build_with_limits(source_dir, key, log, anonymous)
+
+    async def _build_with_limits(self, source_dir: Path, key: str, log: LogFn, anonymous: bool) -> Environment:
+        build_dir = self.cache.new_build_dir(key)
+        try:
+            try:
+                env = await asyncio.wait_for(
+                    self._build_in(build_dir, source_dir, key, log, anonymous), self.build_timeout
+                )
+            except asyncio.TimeoutError:
+                raise LaunchError(
+                    f"the build took longer than {self.build_timeout:g} s and was stopped (limit: c.EnvBuilder.build_timeout)",
+                    500,
+                ) from None
+            except CommandLimitExceeded as e:
+                raise LaunchError(str(e), 413) from None
+        except BaseException:
+            await asyncio.shield(asyncio.to_thread(self.cache.discard, build_dir))
+            raise
+        evicted = await asyncio.to_thread(self.cache.evict, self.cache_budget_bytes, frozenset({key}))
+        if evicted:
+            self.log.info("Evicted %d environment(s) to fit the cache budget: %s", len(evicted), ", ".join(evicted))
+        return env
+
+    async def _build_in(self, build_dir: Path, source_dir: Path, key: str, log: LogFn, anonymous: bool) -> Environment:
+        started = time.monotonic()
+        repo_dir = build_dir / "repo"
+        await asyncio.to_thread(shutil.copytree, source_dir, repo_dir, symlinks=True)
+        repo = RepoFiles(repo_dir)
+        pack = detect_buildpack(repo)
+        if isinstance(pack, ContainerOnlyBuildPack):
+            raise needs_container(pack.needs)
+        log(f"Using the {pack.name} buildpack (configuration in {repo.config_dir.relative_to(repo_dir) or '.'})\n")
+        await asyncio.to_thread(self._check_common_files, repo, log)
+        interpreter = await self._interpreter_for(pack, repo)
+        jail = await asyncio.to_thread(self._enter_build_sandbox, build_dir, repo_dir, interpreter, anonymous)
+        try:
+            return await self._install(build_dir, repo, pack, interpreter, key, log, jail, started)
+        finally:
+            if jail is not None:
+                await asyncio.to_thread(jail.cleanup)
+
+    async def _install(self, build_dir, repo, pack, interpreter, key, log, jail, started) -> Environment:
+        async def watchdog() -> str | None:
+            return self._disk_limit_reason(await asyncio.to_thread(own_disk_usage, build_dir))
+
+        async def run(argv: Sequence[str], cwd: Path | None, extra_env: dict[str, str]) -> CommandResult:
+            log(f"$ {' '.join(os.path.basename(argv[0]) if i == 0 else a for i, a in enumerate(argv))}\n")
+            env = {**self._uv_environ(), **extra_env}
+            if jail is not None:
+                argv, env = jail.wrap(list(argv), cwd), jail.environ(env)
+            result = await run_streaming(
+                argv, log, cwd=cwd, env=env, watchdog=watchdog, watchdog_interval=DISK_CHECK_INTERVAL
+            )
+            if result.returncode and jail is not None and jail.cgroup is not None and jail.cgroup.oom_kills():
+                raise LaunchError(
+                    f"the build ran out of memory (limit {jail.profile.mem_limit / GiB:.3g} GiB, the anonymous "
+                    "profile's: c.ResourceProfiles.anonymous)",
+                    500,
+                )
+            return result
+
+        env_dir = build_dir / "env"
+        scratch = build_dir / "scratch"
+        scratch.mkdir()
+        conda_settings = CondaSettings(channel_alias=self.conda_channel_alias, pkgs_dir=self._conda_pkgs_dir())
+        ctx = BuildContext(
+            repo=repo,
+            interpreter=interpreter,
+            uv=UvInstaller(self.uv_bin, env_dir, run, interpreter, self._resolutions(), scratch),
+            conda=CondaInstaller(conda_settings, env_dir, self.cache.entry_dir(key) / "env", log),
+            session_packages=list(self.session_packages),
+            scratch_dir=scratch,
+        )
+        if jail is not None:
+            await asyncio.to_thread(jail.own, build_dir)
+        await pack.create_environment(ctx)
+        if jail is not None:
+            # the conda installer runs in this process: what it made goes to the build's uid too
+            await asyncio.to_thread(jail.own, build_dir)
+        await pack.install(ctx)
+        shutil.rmtree(scratch)
+        (ctx.uv.site_packages / DATA_LIBRARY_PTH).write_text(self.data_library_path + "\n")
+        await self._post_build(repo, build_dir, run)
+        own_bytes = await asyncio.to_thread(own_disk_usage, build_dir)
+        if reason := self._disk_limit_reason(own_bytes):
+            raise CommandLimitExceeded(reason)
+        self._write_metadata(build_dir, key, pack, own_bytes)
+        env = self.cache.publish(build_dir, key)
+        log(f"Built environment {key} in {time.monotonic() - started:.1f} s\n")
+        return env
+
+    def _enter_build_sandbox(self, build_dir: Path, repo_dir: Path, interpreter: str, anonymous: bool):
+        """The build's sandbox (a ``Session``), or None when builds are not sandboxed.
+
+        Writable inside: the build directory and the package cache (which must therefore belong to
+        the build uid: handed over on the first build, a no-op walk when it already is).
+        """
+        if not self.sandboxed:
+            return None
+        from ..sessions.profiles import ResourceProfiles
+        from ..sessions.sandbox import Sandbox
+
+        if self._sandbox is None:
+            self._sandbox = Sandbox(parent=self)
+        uv_cache = Path(self.effective_uv_cache_dir()).resolve()
+        resolutions = self._resolutions().directory
+        for path in (uv_cache, resolutions):
+            path.mkdir(parents=True, exist_ok=True)
+        jail = self._sandbox.prepare_build(
+            build_dir.name,
+            repo_dir,
+            ResourceProfiles(parent=self).anonymous_profile(),
+            # shown explicitly: each may live below a hidden path or /tmp (private inside), as in a CI checkout
+            readonly=[
+                resolutions,
+                Path(self.data_library_path),
+                Path(self.uv_bin),
+                *[path for path in [Path(interpreter).resolve()] if path.exists()],
+            ],
+            # one mount for the cache and the build where they share a directory (see _build_area): hardlinks
+            writable=[uv_cache.parent] if build_dir.parent == uv_cache.parent / BUILD_AREA_NAME else [build_dir, uv_cache],
+            anonymous=anonymous,
+        )
+        if not self._uv_cache_handed_over:
+            jail.own(uv_cache)
+            self._uv_cache_handed_over = True
+        return jail
+
+    def effective_uv_cache_dir(self) -> str:
+        """uv's cache: ``uv_cache_dir``, else $UV_CACHE_DIR, else (sandboxed) one beside the environments,
+        since the build uid cannot reach root's ~/.cache; '' leaves uv its default."""
+        if configured := self.uv_cache_dir or os.environ.get("UV_CACHE_DIR"):
+            return configured
+        return str(Path(self.cache_dir).resolve() / ".uv" / "cache") if self.sandboxed else ""
+
+    def _build_area(self) -> Path | None:
+        """Where sandboxed builds happen: beside uv's cache, in the directory that holds only the two.
+
+        The sandbox shows each writable path as a mount of its own, and Linux refuses hardlinks
+        between mounts (EXDEV, even on one filesystem), so an environment must be built in the same
+        writable mount as the cache it links from. Not inside the cache: uv refuses to work in a
+        project below its cache. The directory holding both is writable to builds, so it must hold
+        nothing else; otherwise builds copy their packages, with a warning saying what to change.
+        """
+        if not self.sandboxed:
+            return None
+        uv_cache, cache_root = Path(self.effective_uv_cache_dir()).resolve(), Path(self.cache_dir).resolve()
+        for path in (uv_cache, cache_root):
+            path.mkdir(parents=True, exist_ok=True)
+        area = uv_cache.parent
+        others = sorted(set(os.listdir(area)) - {uv_cache.name, BUILD_AREA_NAME})
+        if uv_cache.stat().st_dev != cache_root.stat().st_dev or others:
+            self.log.warning(
+                "Builds copy every package instead of hardlinking it from uv's cache %s: give the cache a directory "
+                "of its own (its parent holds %s), on the filesystem of %s (c.EnvBuilder.uv_cache_dir)",
+                uv_cache, ", ".join(others[:5]) or "nothing else", cache_root,
+            )  # fmt: skip
+            return None
+        return area / BUILD_AREA_NAME
+
+    def _resolutions(self) -> ResolutionCache:
+        return ResolutionCache(self.cache.root / ".resolutions", self.resolution_reuse_seconds, self.config_hash())
+
+    def _conda_pkgs_dir(self) -> Path:
+        return Path(self.conda_pkgs_dir) if self.conda_pkgs_dir else self.cache.root / ".conda-pkgs"
+
+    def _check_common_files(self, repo: RepoFiles, log: LogFn) -> None:
+        if repo.has("install.R"):
+            raise needs_container("install.R (R packages)")
+        if repo.has("apt.txt"):
+            wanted = [line.split("#")[0].strip() for line in repo.read("apt.txt").splitlines()]
+            missing = [pkg for pkg in wanted if pkg and not _host_has_deb(pkg)]
+            if missing:
+                raise needs_container(f"apt.txt (packages this host lacks: {', '.join(missing[:10])})")
+            log("apt.txt: every package is already installed on this host\n")
+
+    async def _interpreter_for(self, pack: BuildPack, repo: RepoFiles) -> str:
+        wanted = pack.python_version(repo)
+        if wanted is None:
+            return self.python
+        return await asyncio.to_thread(self.find_interpreter, wanted)
+
+    def find_interpreter(self, version: str) -> str:
+        """An interpreter of Python ``version`` (X.Y): the default one if it matches, else the first on the search path."""
+        candidates = [self.python, *(str(Path(d) / f"python{version}") for d in self.python_search_path)]
+        for candidate in candidates:
+            if self._runnable_by_builds(candidate) and _interpreter_version(candidate) == version:
+                return candidate
+        available = sorted(
+            {
+                v
+                for candidate in [self.python, *(str(p) for d in self.python_search_path for p in Path(d).glob("python3.*"))]
+                if self._runnable_by_builds(candidate) and (v := _interpreter_version(candidate))
+            }
+            or {"none"}
+        )
+        raise LaunchError(
+            f"the repository asks for Python {version}, which this host does not have (available: {', '.join(available)}): "
+            "ask for one of those in runtime.txt, or have the operator add it to c.EnvBuilder.python_search_path",
+            400,
+        )
+
+    def _runnable_by_builds(self, interpreter: str) -> bool:
+        """Sandboxed builds (and sessions) run as other uids: an interpreter under a private home is no use."""
+        return not (self.sandboxed and os.geteuid() == 0) or _usable_by_everyone(interpreter)
+
+    async def _post_build(self, repo: RepoFiles, build_dir: Path, run) -> None:
+        if not repo.has("postBuild"):
+            return
+        script = repo.path("postBuild")
+        script.chmod(script.stat().st_mode | 0o111)
+        env = Environment(key="", root=build_dir)
+        # HOME is the checkout, as in repo2docker: what postBuild writes to ~ is in every session's home
+        result = await run([str(script)], repo.root, env.session_environ({**os.environ, "HOME": str(repo.root)}))
+        if result.returncode:
+            last = next((line for line in reversed(result.tail) if line.strip()), "no output")
+            raise LaunchError(f"postBuild failed with exit status {result.returncode}: {last.strip()}", 500)
+
+    def _disk_limit_reason(self, used_bytes: int) -> str | None:
+        if used_bytes <= self.disk_limit:
+            return None
+        return (
+            f"the build used more than {self.disk_limit / GiB:.3g} GiB of new disk and was stopped "
+            "(limit: c.EnvBuilder.disk_limit)"
+        )
+
+    def _write_metadata(self, build_dir: Path, key: str, pack: BuildPack, own_bytes: int) -> None:
+        meta = {
+            "key": key,
+            "buildpack": pack.name,
+            "builder_version": self.version,
+            "created": time.time(),
+            "own_bytes": own_bytes,
+            "env": {},
+        }
+        (build_dir / "environment.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+    def _uv_environ(self) -> dict[str, str]:
+        environ = {
+            k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "CONDA_PREFIX")
+        }
+        environ.update(UV_LINK_MODE="hardlink", UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1", NO_COLOR="1")
+        if uv_cache := self.effective_uv_cache_dir():
+            environ["UV_CACHE_DIR"] = uv_cache
+        if self.index_url:
+            environ["UV_INDEX_URL"] = self.index_url
+        return environ
+
+
+@lru_cache(maxsize=64)
+def _usable_by_everyone(path: str) -> bool:
+    """World-executable, with every directory above it world-searchable (symlinks followed)."""
+    real = Path(path).resolve()
+    if not real.is_file() or not real.stat().st_mode & 0o001:
+        return False
+    return all(parent.stat().st_mode & 0o001 for parent in real.parents)
+
+
+def _interpreter_version(path: str) -> str | None:
+    """``X.Y`` of the interpreter at ``path``, or None when it is missing or does not run (e.g. a stale shim)."""
+    try:
+        out = subprocess.run(
+            [path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out or None
+
+
+def _host_has_deb(package: str) -> bool:
+    try:
+        result = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return result.returncode == 0 and result.stdout.strip().endswith(" installed")

@@ -1,0 +1,1 @@
+"""The login portal: authentication, persistent homes, culling, Dask, rclone, user administration."""

@@ -1,0 +1,630 @@
+"""Isolated local sessions: own uid, bubblewrap sandbox, cgroup limits from a resource profile.
+
+The spawner (running as root) needs only this::
+
+    sandbox = Sandbox(parent=spawner)          # c.Sandbox.hidden_paths = [hub data dir, env cache, sessions dir], ...
+    session = sandbox.prepare(
+        name=user.name,                        # unique per running session (any JupyterHub user name)
+        home=Path(".../sessions/binder-abc"),  # must exist; chowned to the session's uid (0700), its cwd
+        profile=profiles.anonymous_profile(),
+        readonly=[env.root, data_library],     # shown read-only even when below a hidden path
+        anonymous=True,                        # LaunchError(503) when the host cannot isolate it
+    )
+    argv = session.wrap(cmd)                   # exec this: joins the cgroup, drops to the uid, enters bwrap
+    env = session.environ(env)                 # HOME, USER, TMPDIR, MEM_LIMIT, CPU_LIMIT, CUDA_VISIBLE_DEVICES
+    ...Popen(argv, env=env) (no setuid/preexec of your own: ``wrap`` does it)...
+    session.cleanup()                          # in stop(), first: SIGTERM all, grace, SIGKILL; free uid and cgroup
+
+``prepare`` is idempotent per name (same uid, same cgroup): after a hub restart, call it again
+to get the handle back. Sessions are killed when the hub process dies (``die_with_parent``).
+
+Inside the sandbox the whole file system is read-only, ``/tmp`` is private, ``/proc`` shows
+only the session's processes, every path of :attr:`Sandbox.hidden_paths` (hub database,
+cookie secret, environment cache, other sessions' homes) is replaced by an empty read-only
+directory (a file by an empty file); then ``readonly`` paths are shown again read-only, and
+``home`` and ``writable`` read-write (``writable`` keeps its owner: make it writable for the
+session's uid yourself). The network is shared.
+
+Builds (the installer, the repository's own ``setup.py``, ``postBuild``) run in the same kind of
+sandbox through :meth:`Sandbox.prepare_build`: as :attr:`Sandbox.build_uid` instead of a
+session's uid, with the checkout as home and the environment being built writable.
+
+What the host can give is probed once per :class:`Sandbox` (:attr:`Sandbox.capabilities`);
+what it cannot give is left out of ``wrap`` (anonymous launches are then refused unless
+``allow_unsafe``). ``bia_binder.sessions.doctor`` turns the capabilities into the start-up report.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import psutil
+from traitlets import Bool, Float, Int, List, TraitError, Tuple, Unicode, default, validate
+from traitlets.config import LoggingConfigurable
+
+from ..events import LaunchError
+from .cgroups import LIMITED_CONTROLLERS, CgroupLayout, CgroupLimits, SessionGroup, probe
+from .profiles import ResourceProfile
+
+#: NVIDIA's per-device nodes, ``/dev/nvidia0`` ...; the control nodes every CUDA process also needs
+_GPU_NODE = re.compile(r"nvidia(\d+)$")
+_GPU_SHARED_NODES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
+
+_UNSAFE_IN_GROUP_NAME = re.compile(r"[^A-Za-z0-9_.@+-]")
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "bia-binder" / "sandbox"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One guarantee: does it hold, and a one-line why (or why not)."""
+
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What this host lets the sandbox enforce."""
+
+    sandbox: Check
+    uid_separation: Check
+    limits: dict[str, Check]
+    gpus: list[int]
+
+    def checks(self) -> list[tuple[str, Check]]:
+        """Every guarantee, named as the start-up report names it."""
+        limits = [(f"{name} limit", check) for name, check in self.limits.items()]
+        return [("sandbox", self.sandbox), ("uid separation", self.uid_separation), *limits]
+
+    def missing(self) -> list[str]:
+        return [name for name, check in self.checks() if not check.ok]
+
+    @property
+    def isolated(self) -> bool:
+        """Everything an anonymous session from the internet needs."""
+        return not self.missing()
+
+
+class SessionRegistry:
+    """Which uid (and GPUs) each running session holds, on disk so that restarts and several
+    processes never hand one uid to two sessions. A JSON file under an exclusive ``flock``."""
+
+    def __init__(self, path: Path, uid_range: tuple[int, int]):
+        self.path = path
+        self.uid_range = uid_range
+
+    @contextmanager
+    def _locked(self) -> Iterator[dict[str, dict[str, Any]]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self.path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            sessions = json.loads(self.path.read_text()) if self.path.exists() else {}
+            yield sessions
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(sessions, indent=1, sort_keys=True))
+            tmp.replace(self.path)
+
+    def allocate(
+        self, name: str, gpus_wanted: int = 0, gpus_available: list[int] | None = None
+    ) -> tuple[int, list[int]]:
+        """The session's uid (stable per name: the first free one from a hash of the name) and GPUs."""
+        with self._locked() as sessions:
+            if name in sessions:
+                entry = sessions[name]
+                return entry["uid"], entry["gpus"]
+            taken = {entry["uid"] for entry in sessions.values()}
+            uid = self._first_free_uid(name, taken)
+            busy_gpus = {g for entry in sessions.values() for g in entry["gpus"]}
+            free_gpus = [g for g in (gpus_available or []) if g not in busy_gpus]
+            if len(free_gpus) < gpus_wanted:
+                raise LaunchError(
+                    f"All GPUs of this server are in use ({len(free_gpus)} free, {gpus_wanted} wanted); "
+                    "try again later or choose a profile without GPU.",
+                    429,
+                )
+            sessions[name] = {"uid": uid, "gpus": free_gpus[:gpus_wanted]}
+            return uid, free_gpus[:gpus_wanted]
+
+    def release(self, name: str) -> None:
+        with self._locked() as sessions:
+            sessions.pop(name, None)
+
+    def _first_free_uid(self, name: str, taken: set[int]) -> int:
+        low, high = self.uid_range
+        size = high - low + 1
+        start = int(hashlib.sha256(name.encode()).hexdigest()[:12], 16) % size
+        for step in range(size):
+            uid = low + (start + step) % size
+            if uid not in taken and not _uid_has_account(uid):
+                return uid
+        raise LaunchError(
+            f"No free session uid left in {low}-{high}; stop some sessions or widen Sandbox.uid_range.", 503
+        )
+
+
+def _uid_has_account(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+        return True
+    except KeyError:
+        return False
+
+
+class Sandbox(LoggingConfigurable):
+    """Runs sessions (and builds) isolated: own uid, bubblewrap, cgroup limits."""
+
+    enabled = Bool(True, help="Run sessions inside bubblewrap (read-only system, private /tmp and /proc).").tag(
+        config=True
+    )
+
+    bwrap_path = Unicode(
+        "bwrap", help="bubblewrap executable (Debian package `bubblewrap`); a name is looked up on PATH."
+    ).tag(config=True)
+
+    setpriv_path = Unicode("setpriv", help="util-linux setpriv, used to drop to the session's uid.").tag(config=True)
+
+    prlimit_path = Unicode(
+        "prlimit", help="util-linux prlimit, bounds processes per uid where no pids cgroup exists."
+    ).tag(config=True)
+
+    uid_range = Tuple(
+        Int(),
+        Int(),
+        default_value=(20000, 29999),
+        help="Inclusive range of uids given to sessions (unused by host accounts).",
+    ).tag(config=True)
+
+    state_dir = Unicode(help="Where the uid/GPU registry lives (default: $XDG_DATA_HOME/bia-binder/sandbox).").tag(
+        config=True
+    )
+
+    hidden_paths = List(
+        Unicode(),
+        help="Paths sessions must not see (hub database and secrets, environment cache, sessions root): "
+        "each is replaced by an empty directory inside the sandbox. state_dir is always hidden.",
+    ).tag(config=True)
+
+    cgroup_root = Unicode("/sys/fs/cgroup", help="Where the cgroup hierarchies are mounted.").tag(config=True)
+
+    cgroup_parent = Unicode(
+        "bia-binder", help="Name of the group (in each hierarchy) holding the sessions' groups."
+    ).tag(config=True)
+
+    allow_unsafe = Bool(
+        False,
+        help="Start anonymous sessions even where isolation is missing (`bia-binder up --unsafe-no-sandbox`).",
+    ).tag(config=True)
+
+    gpu_devices = List(Int(), help="Indices of the GPUs sessions may get (default: every /dev/nvidiaN).").tag(
+        config=True
+    )
+
+    die_with_parent = Bool(
+        True,
+        help="Kill a session's processes when the process that started it (the hub) or its bubblewrap dies; "
+        "set False together with JupyterHub.cleanup_servers = False to keep sessions across hub restarts.",
+    ).tag(config=True)
+
+    stop_grace = Float(5.0, help="Seconds between SIGTERM and SIGKILL when a session is cleaned up.").tag(config=True)
+
+    build_uid = Int(
+        19999,
+        help="The uid builds run as. One for all builds, because builds share the package caches it owns; "
+        "never a session's (keep it outside uid_range) and with no host account.",
+    ).tag(config=True)
+
+    @default("state_dir")
+    def _default_state_dir(self) -> str:
+        return str(default_state_dir())
+
+    @default("gpu_devices")
+    def _default_gpu_devices(self) -> list[int]:
+        dev = Path("/dev")
+        return sorted(int(m.group(1)) for p in dev.glob("nvidia*") if (m := _GPU_NODE.match(p.name)))
+
+    @validate("uid_range")
+    def _check_uid_range(self, proposal: dict[str, Any]) -> tuple[int, int]:
+        low, high = proposal["value"]
+        if not 1000 <= low <= high:
+            raise TraitError(f"Sandbox.uid_range {low}-{high}: want 1000 <= first <= last")
+        return low, high
+
+    # ---- what the host can give -------------------------------------------------------
+
+    def executable(self, name_or_path: str) -> str | None:
+        return shutil.which(name_or_path)
+
+    @cached_property
+    def cgroup_layout(self) -> CgroupLayout:
+        return CgroupLayout.discover(Path(self.cgroup_root))
+
+    @cached_property
+    def registry(self) -> SessionRegistry:
+        return SessionRegistry(Path(self.state_dir) / "sessions.json", self.uid_range)
+
+    @cached_property
+    def capabilities(self) -> Capabilities:
+        """Probed once (a few ms): run a real sandboxed ``true``, make and remove probe cgroups."""
+        uid_check = self._check_uid_separation()
+        limits = {
+            controller: Check(reason is None, reason or f"each session's {controller} is limited by its profile")
+            for controller, reason in self._probe_cgroups().items()
+        }
+        return Capabilities(self._check_bwrap(uid_check.ok), uid_check, limits, list(self.gpu_devices))
+
+    def _check_uid_separation(self) -> Check:
+        if os.geteuid() != 0:
+            user = pwd.getpwuid(os.geteuid()).pw_name
+            return Check(
+                False, f"bia-binder runs as {user!r}, not root: sessions run as that same user (start it as root)"
+            )
+        if not self.executable(self.setpriv_path):
+            return Check(False, f"{self.setpriv_path!r} not found: install util-linux")
+        low, high = self.uid_range
+        return Check(True, f"each session runs as its own uid from {low}-{high}")
+
+    def _check_bwrap(self, as_other_uid: bool) -> Check:
+        if not self.enabled:
+            return Check(False, "disabled by configuration (Sandbox.enabled = False)")
+        bwrap = self.executable(self.bwrap_path)
+        if not bwrap:
+            return Check(False, f"bubblewrap ({self.bwrap_path!r}) not found: install the `bubblewrap` package")
+        probe_argv = [bwrap, *self._bwrap_isolation_args(), "--", "true"]
+        if as_other_uid:
+            probe_argv = self._setpriv_args(self.uid_range[1], self.uid_range[1]) + probe_argv
+        try:
+            result = subprocess.run(probe_argv, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return Check(False, f"bubblewrap could not run: {e}")
+        if result.returncode != 0:
+            why = (result.stderr.strip().splitlines() or ["no message"])[-1]
+            return Check(False, f"bubblewrap fails on this host ({why}); are unprivileged user namespaces disabled?")
+        return Check(True, "bubblewrap: read-only system and environment, private /tmp and /proc, hidden service files")
+
+    def _probe_cgroups(self) -> dict[str, str | None]:
+        if os.geteuid() != 0:
+            return dict.fromkeys(LIMITED_CONTROLLERS, "not root: cannot create cgroups (start bia-binder as root)")
+        return probe(self.cgroup_layout, self.cgroup_parent)
+
+    def check_allowed(self, anonymous: bool) -> None:
+        """Refuse an anonymous launch on a host that cannot isolate it, unless the operator allowed it."""
+        caps = self.capabilities
+        if not anonymous or caps.isolated or self.allow_unsafe:
+            return
+        raise LaunchError(
+            f"This server cannot isolate anonymous sessions (missing: {', '.join(caps.missing())}); "
+            "the operator must fix that (see `bia-binder doctor`) or start with --unsafe-no-sandbox.",
+            503,
+        )
+
+    # ---- sessions -------------------------------------------------------------------------
+
+    def prepare(
+        self,
+        name: str,
+        home: Path,
+        profile: ResourceProfile,
+        readonly: Sequence[Path] = (),
+        writable: Sequence[Path] = (),
+        anonymous: bool = False,
+    ) -> Session:
+        """Allocate the uid, hand ``home`` to it, create the cgroup. Raises ``LaunchError`` when refused."""
+        if not name or len(name) > 200 or "\0" in name:
+            raise LaunchError(f"invalid session name {name!r}: want 1-200 characters (a JupyterHub user name)", 400)
+        self.check_allowed(anonymous)
+        caps = self.capabilities
+        if profile.gpus and len(caps.gpus) < profile.gpus:
+            raise LaunchError(
+                f"Profile {profile.slug!r} needs {profile.gpus} GPU(s) but this server has {len(caps.gpus)}; choose another profile.",
+                400,
+            )
+        home = Path(home).resolve()
+        if not home.is_dir():
+            raise LaunchError(f"session home {home} does not exist; create it (with the repository copy) first", 500)
+        if caps.uid_separation.ok:
+            _check_reachable_by_others(home, *readonly, *writable)
+            uid, gpus = self.registry.allocate(name, profile.gpus, caps.gpus)
+        else:
+            uid, gpus = os.geteuid(), list(caps.gpus[: profile.gpus])
+        session = self._open(Session(sandbox=self, name=name, uid=uid, home=home, profile=profile, gpus=gpus), readonly, writable)
+        if session.separate_uid:
+            home.chmod(0o700)
+        return session
+
+    def prepare_build(
+        self,
+        name: str,
+        workdir: Path,
+        profile: ResourceProfile,
+        readonly: Sequence[Path] = (),
+        writable: Sequence[Path] = (),
+        anonymous: bool = True,
+    ) -> Session:
+        """A sandbox for one build, as :attr:`build_uid`: ``workdir`` (the checkout: cwd and HOME) and
+        ``writable`` (the environment being built, package caches) writable, everything else as for sessions.
+
+        Builds share their uid, so their processes are told apart by cgroup, not by uid; hand the
+        build's files to that uid with :meth:`Session.own` (``workdir`` is handed over here).
+        ``name`` must be unique among the builds running on this host (a build directory's name).
+        """
+        self.check_allowed(anonymous)
+        caps = self.capabilities
+        workdir = Path(workdir).resolve()
+        uid = os.geteuid()
+        if caps.uid_separation.ok:
+            uid = self._checked_build_uid()
+            _check_reachable_by_others(workdir, *readonly, *writable)
+        session = Session(
+            sandbox=self, name=f"build:{name}", uid=uid, home=workdir, profile=profile, gpus=[], shared_uid=True
+        )
+        return self._open(session, readonly, writable)
+
+    def _open(self, session: Session, readonly: Sequence[Path], writable: Sequence[Path]) -> Session:
+        """``session`` with its bind paths, its home handed to its uid and its cgroup made; nothing left on failure."""
+        session.readonly = [Path(p).resolve() for p in readonly]
+        session.writable = [Path(p).resolve() for p in writable]
+        try:
+            session.own(session.home)
+            self._attach_cgroup(session)
+        except BaseException:
+            session.cleanup()
+            raise
+        return session
+
+    def _checked_build_uid(self) -> int:
+        low, high = self.uid_range
+        if low <= self.build_uid <= high or _uid_has_account(self.build_uid) or self.build_uid < 1000:
+            raise LaunchError(
+                f"Sandbox.build_uid {self.build_uid} is not usable for builds (it must be >= 1000, outside "
+                f"uid_range {low}-{high} and belong to no host account); configure a free uid.",
+                500,
+            )
+        return self.build_uid
+
+    def _attach_cgroup(self, session: Session) -> None:
+        caps = self.capabilities
+        if any(check.ok for check in caps.limits.values()):
+            session.cgroup = self.cgroup_layout.create(
+                self.cgroup_parent, cgroup_name(session.name), self._cgroup_limits(session.profile, caps)
+            )
+
+    @staticmethod
+    def _cgroup_limits(profile: ResourceProfile, caps: Capabilities) -> CgroupLimits:
+        limits = profile.cgroup_limits()
+        return CgroupLimits(
+            memory_bytes=limits.memory_bytes if caps.limits["memory"].ok else None,
+            cpus=limits.cpus if caps.limits["cpu"].ok else None,
+            pids=limits.pids if caps.limits["pids"].ok else None,
+        )
+
+    def _setpriv_args(self, uid: int, gid: int) -> list[str]:
+        return [
+            self.executable(self.setpriv_path) or self.setpriv_path,
+            f"--reuid={uid}",
+            f"--regid={gid}",
+            "--clear-groups",
+            "--no-new-privs",
+        ]
+
+    @staticmethod
+    def _bwrap_isolation_args() -> list[str]:
+        return [
+            "--ro-bind", "/", "/",
+            "--dev", "/dev",
+            "--proc", "/proc",
+            "--tmpfs", "/tmp",
+            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--new-session",  # no TIOCSTI injection into a terminal we might share
+        ]  # fmt: skip
+
+    def _lifetime_args(self) -> list[str]:
+        # bubblewrap forwards no signal to the session: a spawner signalling the pid it started
+        # would orphan the session, unless bubblewrap takes its processes along when it dies
+        return ["--die-with-parent"] if self.die_with_parent else []
+
+
+def configure_sandbox(c, data_dir: Path, allow_unsafe: bool) -> None:
+    """What ``bia-binder up`` gives the hub (sessions, logged-in builds) and the binder service
+    (anonymous builds) alike: the data dir hidden, builds sandboxed as sessions are."""
+    # inside a sandbox the whole data dir (hub database, secrets, environment cache, other sessions)
+    # is an empty directory; what a session or build needs of it is shown again explicitly
+    c.Sandbox.hidden_paths = [str(data_dir)]
+    c.Sandbox.state_dir = str(data_dir / "sandbox")
+    c.Sandbox.allow_unsafe = allow_unsafe
+    c.EnvBuilder.sandboxed = True
+
+
+def _outermost(paths: list[Path]) -> list[Path]:
+    """Resolved paths, without those inside another one: once a parent is hidden, the child is gone."""
+    resolved = sorted({p.resolve() for p in paths}, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for path in resolved:
+        if not any(path.is_relative_to(parent) for parent in kept):
+            kept.append(path)
+    return kept
+
+
+def cgroup_name(session_name: str) -> str:
+    """A cgroup directory name for any session name: readable, and unique thanks to a hash suffix."""
+    digest = hashlib.sha256(session_name.encode()).hexdigest()[:8]
+    return f"{_UNSAFE_IN_GROUP_NAME.sub('_', session_name)[:64].lstrip('.')}-{digest}"
+
+
+def _check_reachable_by_others(*paths: Path) -> None:
+    """The sandbox opens bind sources as the session's uid: every ancestor must be world-searchable."""
+    for path in paths:
+        for ancestor in Path(path).resolve().parents:
+            if ancestor.exists() and not ancestor.stat().st_mode & 0o001:
+                raise LaunchError(
+                    f"{ancestor} (above {path}) is not searchable by other users; `chmod o+x {ancestor}` "
+                    "or put session homes and environments elsewhere.",
+                    500,
+                )
+
+
+def _chown_tree(root: Path, uid: int) -> None:
+    """Give ``root`` and everything below to ``uid`` (symlinks themselves, never their targets);
+    what ``uid`` already owns is left alone, so a second call on a large tree costs only stats."""
+
+    def give(path: str) -> None:
+        if os.lstat(path).st_uid != uid:
+            os.chown(path, uid, uid, follow_symlinks=False)
+
+    give(str(root))
+    for directory, dirnames, filenames in os.walk(root):
+        for entry in dirnames + filenames:
+            give(os.path.join(directory, entry))
+
+
+@dataclass
+class Session:
+    """One prepared session: how to start it, and how to end it without leftovers."""
+
+    sandbox: Sandbox
+    name: str
+    uid: int
+    home: Path
+    profile: ResourceProfile
+    gpus: list[int]
+    readonly: list[Path] = field(default_factory=list)
+    writable: list[Path] = field(default_factory=list)
+    cgroup: SessionGroup | None = None
+    closed: bool = False
+    #: the uid is not this session's alone (builds share Sandbox.build_uid): processes are found by cgroup
+    shared_uid: bool = False
+
+    @property
+    def gid(self) -> int:
+        return self.uid
+
+    @property
+    def separate_uid(self) -> bool:
+        return self.uid != os.geteuid()
+
+    def own(self, path: Path) -> None:
+        """Hand ``path`` and everything below it to the session's uid (where it has its own)."""
+        if self.separate_uid:
+            _chown_tree(Path(path), self.uid)
+
+    def wrap(self, cmd: list[str], cwd: Path | None = None) -> list[str]:
+        """The argv to exec for ``cmd`` (in ``cwd``, default its home): cgroup (joined before exec), uid drop, sandbox.
+
+        ``cmd`` stays last, so arguments appended to the result (as ``LocalProcessSpawner`` appends
+        ``get_args()`` to ``cmd``) reach the command itself.
+        """
+        caps = self.sandbox.capabilities
+        argv = list(cmd)
+        if caps.sandbox.ok:
+            argv = [self.sandbox.executable(self.sandbox.bwrap_path) or "bwrap", *self._bwrap_args(cwd), "--", *argv]
+        if self.separate_uid:
+            argv = self.sandbox._setpriv_args(self.uid, self.gid) + argv
+            if not caps.limits["pids"].ok:
+                # RLIMIT_NPROC counts per uid, and the uid is the session's own: a fork-bomb bound without cgroups
+                argv = [
+                    self.sandbox.executable(self.sandbox.prlimit_path) or "prlimit",
+                    f"--nproc={self.profile.pids_limit}",
+                    *argv,
+                ]
+        if self.cgroup is not None:
+            argv = self.cgroup.enter_argv(argv)
+        return argv
+
+    def _bwrap_args(self, cwd: Path | None = None) -> list[str]:
+        args = self.sandbox._bwrap_isolation_args() + self.sandbox._lifetime_args()
+        hidden_dirs = []
+        for path in _outermost([Path(self.sandbox.state_dir), *map(Path, self.sandbox.hidden_paths)]):
+            if path.is_dir():
+                hidden_dirs.append(str(path.resolve()))
+                args += ["--tmpfs", hidden_dirs[-1]]
+            elif path.exists():
+                args += ["--ro-bind", "/dev/null", str(path.resolve())]
+        for path in self.readonly:
+            args += ["--ro-bind", str(path), str(path)]
+        if self.cgroup is not None:
+            # the session's own groups where the hierarchies are mounted, as in a container: tools that
+            # size themselves from cgroup limits (dask, JVMs, ...) read its limits, and no other session's
+            for mount, directory in self.cgroup.mounted_at().items():
+                args += ["--ro-bind", str(directory), str(mount)]
+        for gpu in self.gpus:
+            args += ["--dev-bind", f"/dev/nvidia{gpu}", f"/dev/nvidia{gpu}"]
+        if self.gpus:
+            for node in _GPU_SHARED_NODES:
+                args += ["--dev-bind-try", node, node]
+        for path in [*self.writable, self.home]:
+            args += ["--bind", str(path), str(path)]
+        # read-only only now: bwrap creates the mount points of the binds above inside them
+        for path in hidden_dirs:
+            args += ["--remount-ro", path]
+        return args + ["--chdir", str(cwd or self.home)]
+
+    def environ(self, env: dict[str, str]) -> dict[str, str]:
+        """``env`` for the session: its HOME/USER, private TMPDIR, visible limits, its GPUs."""
+        result = dict(env)
+        user = f"session-{self.uid}" if self.separate_uid else pwd.getpwuid(self.uid).pw_name
+        result.update(HOME=str(self.home), USER=user, LOGNAME=user, TMPDIR="/tmp", **self.profile.session_environ())
+        result["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.gpus))
+        return result
+
+    def pids(self) -> set[int]:
+        """Processes of this session still running (its cgroup, or its uid when it has one)."""
+        found = self.cgroup.pids() if self.cgroup is not None else set()
+        if self.separate_uid and not self.shared_uid:
+            found |= {
+                p.pid
+                for p in psutil.process_iter(["uids", "status"])
+                # a zombie is already dead; its parent (the spawner) reaps it
+                if p.info["uids"] and p.info["uids"].real == self.uid and p.info["status"] != psutil.STATUS_ZOMBIE
+            }
+        return found
+
+    def cleanup(self) -> None:
+        """End every process of the session (SIGTERM, ``stop_grace``, SIGKILL), remove its cgroup, free its uid.
+
+        Idempotent; after it, the uid may belong to another session, so this object touches nothing any more.
+        """
+        if self.closed:
+            return
+        self._signal_all(signal.SIGTERM, spare_sandbox=True)
+        deadline = time.monotonic() + self.sandbox.stop_grace
+        while self.pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        while self.pids() and time.monotonic() < deadline + 10:
+            self._signal_all(signal.SIGKILL)
+            time.sleep(0.02)
+        if self.cgroup is not None:
+            self.cgroup.destroy()
+            self.cgroup = None
+        if self.separate_uid and not self.shared_uid:
+            self.sandbox.registry.release(self.name)
+        self.closed = True
+
+    def _signal_all(self, sig: signal.Signals, spare_sandbox: bool = False) -> None:
+        """Signal every process; ``spare_sandbox``: not bubblewrap's own, whose death would SIGKILL
+        the session (``die_with_parent``) before it could shut down; bubblewrap exits after it anyway."""
+        bwrap = os.path.realpath(self.sandbox.executable(self.sandbox.bwrap_path) or "/nonexistent")
+        for pid in self.pids():
+            try:
+                if spare_sandbox and psutil.Process(pid).exe() == bwrap:
+                    continue
+                os.kill(pid, sig)
+            except (ProcessLookupError, psutil.NoSuchProcess):
+                pass
