@@ -7,6 +7,7 @@ binder service (which JupyterHub starts with an environment we choose) read the 
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, fields
 
 PREFIX = "BIA_BINDER_UP_"
@@ -43,7 +44,9 @@ class UpSettings:
 
     @property
     def public_url(self) -> str:
-        return f"http://{self.ip}:{self.port}/"
+        """Where users reach the service (listening on every address: this host's name)."""
+        host = socket.getfqdn() if self.ip in ("", "0.0.0.0", "::") else self.ip
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
 
 
 def _encode(value) -> str:

@@ -11,6 +11,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from traitlets.config import Config
@@ -83,6 +85,11 @@ def prepare_data_dir(data_dir: Path) -> None:
     for path in (data_dir, data_dir / "envs", data_dir / "sessions", data_dir / "homes"):
         os.chmod(path, 0o711)
     os.chmod(data_dir / "secrets", 0o700)
+    # the hub's database holds every user's server state and token hashes: ours alone (sqlite keeps
+    # the mode of an existing file, and gives its journal the same)
+    database = data_dir / "jupyterhub.sqlite"
+    database.touch(mode=0o600, exist_ok=True)
+    os.chmod(database, 0o600)
 
 
 def load_operator_config(path: str) -> Config:
@@ -119,6 +126,23 @@ def print_dask_gateway_status(settings: UpSettings, operator_config: Config) -> 
     print(f"dask-gateway: {status}", flush=True)
 
 
+def free_leftovers(settings: UpSettings, operator_config: Config) -> None:
+    """Before the hub starts: free what sessions that died while nothing watched them left (a crash, a
+    reboot). Sessions still running are kept: the hub adopts them."""
+    from .sessions.reconcile import Reconciler
+    from .sessions.sandbox import Sandbox, configure_sandbox
+
+    config = copy.deepcopy(operator_config)
+    data_dir = Path(settings.data_dir)
+    configure_sandbox(config, data_dir, allow_unsafe=settings.unsafe_no_sandbox)
+    config.merge(operator_config)  # the operator's Sandbox settings win, as in the hub
+    reconciler = Reconciler(Sandbox(config=config), data_dir / "sessions", data_dir / "envs", config=config)
+    reconciler.grace = 0  # nothing is being started now
+    freed = reconciler.run()
+    if freed:
+        print(f"bia-binder: freed what dead sessions left: {freed.summary()}", flush=True)
+
+
 def check_auth(mode: str, operator_config: Config) -> None:
     """A mode lacking its secret or client stops here with one line, before anything starts."""
     if mode == "none":
@@ -138,20 +162,44 @@ def run_up(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     prepare_data_dir(Path(settings.data_dir))
     print_guarantees(settings, operator_config)
+    free_leftovers(settings, operator_config)
     print_dask_gateway_status(settings, operator_config)
     env = {**os.environ, **settings.to_environ()}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     command = [sys.executable, "-m", "jupyterhub", "-f", str(HUB_CONFIG)]
     print(f"bia-binder: starting on {settings.public_url} (data in {settings.data_dir})", flush=True)
-    hub = subprocess.Popen(command, env=env, cwd=settings.data_dir)
+    return supervise(lambda: subprocess.Popen(command, env=env, cwd=settings.data_dir))
+
+
+#: a hub that crashes more often than this within RESTART_WINDOW seconds is not restarted again
+MAX_RESTARTS, RESTART_WINDOW = 5, 600.0
+
+
+def supervise(start: Callable[[], subprocess.Popen]) -> int:
+    """Run the hub; forward SIGINT/SIGTERM to it; start it again when a signal kills it without our asking
+    (``kill -9``, the OOM killer): sessions keep running, and the new hub adopts them."""
+    hub = start()
+    stopping = False
+    restarts: list[float] = []
 
     def forward(signum, _frame):
+        nonlocal stopping
+        stopping = True
         if hub.poll() is None:
             hub.send_signal(signum)
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
-    return hub.wait()
+    while True:
+        status = hub.wait()
+        now = time.monotonic()
+        restarts = [t for t in restarts if now - t < RESTART_WINDOW]
+        # a signal killed it (kill -9, the OOM killer, a segfault); an error exit (bad config) is not retried
+        if stopping or status >= 0 or len(restarts) >= MAX_RESTARTS:
+            return status
+        restarts.append(now)
+        print(f"bia-binder: the hub exited with status {status}; starting it again (sessions keep running)", flush=True)
+        hub = start()
 
 
 def run_launch(args: argparse.Namespace) -> int:

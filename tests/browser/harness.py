@@ -34,6 +34,7 @@ import bia_binder
 from bia_binder.providers import repoproviders_api
 from bia_binder.service import __file__ as service_init
 from bia_binder.service.badge import badge_svg
+from bia_binder.service.handlers import set_security_headers
 
 SERVICE_DIR = Path(service_init).parent
 #: shared/ sits beside the repository's checkout (here and in CI)
@@ -149,6 +150,9 @@ def recorded_events() -> list[dict[str, Any]]:
 
 
 class HarnessHandler(web.RequestHandler):
+    def set_default_headers(self) -> None:
+        set_security_headers(self)  # the real service's CSP: a page that needs inline script fails here too
+
     @property
     def harness(self) -> "PageHarness":
         return self.settings["harness"]

@@ -67,7 +67,7 @@ def test_kernel_runs_in_the_repository_environment(launched):
     )
     out = asyncio.run(run_cell(ready["url"], ready["token"], code)).splitlines()
     assert out[0].endswith("/env") and ready["image"] in out[0]
-    assert out[1].endswith(ready["url"].rstrip("/").rsplit("/", 1)[-1])
+    assert out[1] == "/home/jovyan"  # the session's own copy of the repository, at repo2docker's home
     assert out[2] == ready["binder_persistent_request"]
 
 

@@ -26,6 +26,7 @@ def test_report_on_this_host_lists_every_guarantee_as_holding():
     assert [name for name, _ in report.guarantees] == [
         "sandbox",
         "uid separation",
+        "network isolation",
         "memory limit",
         "cpu limit",
         "pids limit",

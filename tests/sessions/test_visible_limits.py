@@ -48,10 +48,11 @@ def test_limits_are_shown_by_jupyter_resource_usage(sandboxes, server_env):
     session = sandboxes.sandbox().prepare("viewer", sandboxes.layout.home("viewer"), profile, readonly=[server_env])
     sandboxes.sessions.append(session)
     port = free_port()
+    session.forward(port)  # its own network namespace: the host reaches it through the forwarded port
     argv = session.wrap(
-        [str(server_env / "bin" / "jupyter"), "server", "--no-browser", f"--port={port}", "--IdentityProvider.token=t"]
+        [str(server_env / "bin" / "jupyter"), "server", "--no-browser", f"--ip={session.listen_address}", f"--port={port}"]
     )
-    env = session.environ({"PATH": f"{server_env}/bin:/usr/bin:/bin"})
+    env = session.environ({"PATH": f"{server_env}/bin:/usr/bin:/bin", "JUPYTER_TOKEN": "t"})
     server = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     sandboxes.processes.append(server)
 

@@ -34,6 +34,7 @@ from .buildpacks import (
 )
 from .cache import EnvCache, own_disk_usage
 from .conda import CondaInstaller, CondaSettings
+from .environ import build_environ
 from .process import CommandLimitExceeded, CommandResult, run_streaming
 from .uv import ResolutionCache, UvInstaller
 
@@ -361,6 +362,7 @@ class EnvBuilder(LoggingConfigurable):
         """
         if not self.sandboxed:
             return None
+        from ..sessions.network import loopback_port
         from ..sessions.profiles import ResourceProfiles
         from ..sessions.sandbox import Sandbox
 
@@ -384,6 +386,8 @@ class EnvBuilder(LoggingConfigurable):
             # one mount for the cache and the build where they share a directory (see _build_area): hardlinks
             writable=[uv_cache.parent] if build_dir.parent == uv_cache.parent / BUILD_AREA_NAME else [build_dir, uv_cache],
             anonymous=anonymous,
+            # a package index or proxy the operator runs on this host stays reachable from the build's own network
+            host_ports=sorted({port for value in self._uv_environ().values() if (port := loopback_port(value))}),
         )
         if not self._uv_cache_handed_over:
             jail.own(uv_cache)
@@ -475,7 +479,8 @@ class EnvBuilder(LoggingConfigurable):
         script.chmod(script.stat().st_mode | 0o111)
         env = Environment(key="", root=build_dir)
         # HOME is the checkout, as in repo2docker: what postBuild writes to ~ is in every session's home
-        result = await run([str(script)], repo.root, env.session_environ({**os.environ, "HOME": str(repo.root)}))
+        # an allow-listed environment (environ.py): never the service's own, which holds its hub token
+        result = await run([str(script)], repo.root, env.session_environ(build_environ(HOME=str(repo.root))))
         if result.returncode:
             last = next((line for line in reversed(result.tail) if line.strip()), "no output")
             raise LaunchError(f"postBuild failed with exit status {result.returncode}: {last.strip()}", 500)
@@ -500,9 +505,7 @@ class EnvBuilder(LoggingConfigurable):
         (build_dir / "environment.json").write_text(json.dumps(meta, indent=2) + "\n")
 
     def _uv_environ(self) -> dict[str, str]:
-        environ = {
-            k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "CONDA_PREFIX")
-        }
+        environ = build_environ()  # an allow-list: never the service's own variables (its hub token)
         environ.update(UV_LINK_MODE="hardlink", UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1", NO_COLOR="1")
         if uv_cache := self.effective_uv_cache_dir():
             environ["UV_CACHE_DIR"] = uv_cache

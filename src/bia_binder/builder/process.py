@@ -74,6 +74,12 @@ async def run_streaming(
     except BaseException:
         _kill_group(proc)
         pump_task.cancel()
+        # Processes that left the group (a sandbox's, a daemon postBuild started) may hold the output pipe
+        # open, and Python 3.11's wait() returns only once every pipe is closed: stop reading it ourselves.
+        # The build's sandbox kills those processes right after (Session.cleanup).
+        transport = proc._transport.get_pipe_transport(1)  # noqa: SLF001 - asyncio offers no public way
+        if transport is not None:
+            transport.close()
         await proc.wait()
         raise
     return CommandResult(returncode, list(tail))

@@ -24,6 +24,10 @@ from bia_binder.portal.culling import TEMPORARY_USERS_GROUP, configure_culler
 from bia_binder.portal.dask import configure_portal_dask_gateway
 from bia_binder.portal.rclone import configure_rclone
 from bia_binder.sessions.sandbox import configure_sandbox
+from bia_binder.hub.logs import redact_logs
+from bia_binder.hub.proxy import proxy_command
+from bia_binder.hub.temporary_users import configure_temporary_users
+from bia_binder.sessions.spawner import ANONYMOUS_PREFIX
 from bia_binder.settings import UpSettings
 
 c = get_config()  # noqa: F821 (injected by JupyterHub)
@@ -38,7 +42,10 @@ c.JupyterHub.db_url = f"sqlite:///{data_dir / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(data_dir / "secrets" / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(data_dir / "jupyterhub.pid")
 c.JupyterHub.cleanup_servers = True
-c.ConfigurableHTTPProxy.command = [settings.proxy_command]
+# session tokens never reach a log line, JupyterHub's included (see hub/logs.py)
+redact_logs(c)
+c.ConfigurableHTTPProxy.command, proxy_environ = proxy_command(settings.proxy_command)
+os.environ.update(proxy_environ)  # the hub starts the proxy with its own environment
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
 c.ConfigurableHTTPProxy.pid_file = str(data_dir / "proxy.pid")
 c.ConfigurableHTTPProxy.debug = False
@@ -57,14 +64,9 @@ c.JupyterHub.services = [
         "display": False,
     }
 ]
-c.JupyterHub.load_roles = [
-    {
-        "name": "binder-service",
-        "description": "start and remove temporary binder users",
-        "scopes": ["admin:users", "admin:servers", "read:users", "list:users", f"groups!group={TEMPORARY_USERS_GROUP}"],
-        "services": ["binder"],
-    }
-]
+# the service's token reaches temporary users only: it creates them through our endpoint, born in their group
+c.JupyterHub.load_roles = []
+configure_temporary_users(c, "binder")
 
 # anonymous users join this group; the culler deletes its members (see portal/culling.py)
 c.JupyterHub.load_groups = {TEMPORARY_USERS_GROUP: {}}
@@ -113,3 +115,8 @@ if settings.config_file:
 # environment the clusters run in, and its own `dask-gateway` service would replace ours.
 if settings.auth != "none":
     configure_portal_dask_gateway(c, settings)
+
+# --- logged-in users cannot take the anonymous users' prefix (the spawner runs those as anonymous) ---
+if settings.auth != "none":
+    pattern = c.Authenticator.get("username_pattern", "")
+    c.Authenticator.username_pattern = f"(?!{ANONYMOUS_PREFIX})" + (f"(?:{pattern})" if pattern else "")

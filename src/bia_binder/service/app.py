@@ -14,6 +14,7 @@ import shutil
 import signal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 from tornado import web
@@ -24,10 +25,12 @@ from .. import __version__
 from ..builder import ContainerBuilder, EnvBuilder
 from ..events import LaunchError
 from ..environments import default as default_environment
+from ..hub.logs import LOGGING_CONFIG
 from ..sessions.admission import RESERVATION_PREFIX, Admission
-from ..sessions.sandbox import configure_sandbox
+from ..sessions.reconcile import Reconciler
+from ..sessions.sandbox import Sandbox, configure_sandbox
 from ..settings import UpSettings
-from .handlers import NotFoundHandler, routes
+from .handlers import NotFoundHandler, StaticHandler, routes
 from .launcher import Launcher, user_slug
 from .metrics import Metrics
 from .pipeline import LaunchPipeline
@@ -44,6 +47,13 @@ class BinderService(Application):
     port = Integer(8585, config=True, help="Port the service listens on.")
     base_url = Unicode("/", config=True, help="URL prefix of the service's pages and API (ends with /).")
     hub_prefix = Unicode("/hub/", config=True, help="URL prefix of JupyterHub on the same origin.")
+    public_url = Unicode(
+        "",
+        config=True,
+        help="The service's address as users reach it, e.g. https://binder.example.org/ (behind a reverse proxy "
+        "or TLS terminator). Session URLs and binder_launch_host are built from it, never from a request's Host "
+        "header. Default: http://<ip>:<port>/ of `bia-binder up`.",
+    )
     data_dir = Unicode(config=True, help="Where environments, sessions and scratch space live.")
     keepalive_interval = Float(20, config=True, help="Seconds between keepalive comments on event streams.")
     banner = Unicode("", config=True, help="HTML shown at the top of every page (announcements).")
@@ -77,6 +87,12 @@ class BinderService(Application):
     @default("data_dir")
     def _default_data_dir(self) -> str:
         return str(Path.cwd() / "data")
+
+    @property
+    def public_origin(self) -> str:
+        """scheme://host[:port] of :attr:`public_url`."""
+        parts = urlsplit(self.public_url or f"http://{self.ip}:{self.port}/")
+        return f"{parts.scheme}://{parts.netloc}"
 
     @property
     def scratch_dir(self) -> str:
@@ -138,6 +154,7 @@ class BinderService(Application):
             routes(self.base_url),
             default_handler_class=NotFoundHandler,
             static_path=str(HERE / "static"),
+            static_handler_class=StaticHandler,
             static_url_prefix=f"{self.base_url}static/",
             jinja_env=jinja_env,
             binder_service=self,
@@ -173,10 +190,32 @@ class BinderService(Application):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        background = [asyncio.ensure_future(self.reconcile_periodically()), asyncio.ensure_future(self.exit_with_hub(stop))]
         await stop.wait()
         server.stop()
-        if prebuild is not None:
-            prebuild.cancel()
+        for task in [*background, *([prebuild] if prebuild is not None else [])]:
+            task.cancel()
+
+    async def reconcile_periodically(self) -> None:
+        """Free what sessions the hub lost track of left behind (see bia_binder.sessions.reconcile)."""
+        reconciler = Reconciler(
+            Sandbox(parent=self), Path(self.data_dir) / "sessions", Path(self.data_dir) / "envs", parent=self
+        )
+        while reconciler.interval > 0:
+            await asyncio.sleep(reconciler.interval)
+            try:
+                await asyncio.to_thread(reconciler.run)
+            except Exception:  # noqa: BLE001 - a background task: log, and try again next time
+                self.log.exception("Reconciling sessions failed")
+
+    async def exit_with_hub(self, stop: asyncio.Event) -> None:
+        """A hub killed with -9 cannot stop its managed services: the restarted hub starts a new one, which
+        needs our port. So when our parent (the hub) is gone, we go too."""
+        parent = os.getppid()
+        while os.getppid() == parent:
+            await asyncio.sleep(1)
+        self.log.warning("The hub (pid %d) is gone; stopping", parent)
+        stop.set()
 
 
 def main() -> None:
@@ -184,12 +223,14 @@ def main() -> None:
     settings = UpSettings.from_environ()
     service = BinderService()
     service.log_level = os.environ.get("BIA_BINDER_LOG_LEVEL", "INFO")
+    service.logging_config = LOGGING_CONFIG  # no token in any log line (hub/logs.py)
     ours = Config()
     configure_sandbox(ours, Path(settings.data_dir), allow_unsafe=settings.unsafe_no_sandbox)
     service.update_config(ours)  # the operator's file, loaded next, has the last word
     if settings.config_file:
         service.load_config_file(settings.config_file)
     service.data_dir = settings.data_dir
+    service.public_url = service.public_url or settings.public_url
     service.port = settings.service_port
     service.allow_local_repos = settings.allow_local_repos or service.allow_local_repos
     service.logins = settings.auth != "none"

@@ -3,21 +3,57 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
+import yaml
 from tornado import web
 from tornado.iostream import StreamClosedError
 
 from .. import __version__
 from ..events import FAILED, LaunchError, event
-from ..providers import repoproviders_api
+from ..providers import PROVIDERS, repoproviders_api
+from . import launch_paths
 from .badge import badge_svg
 from .pipeline import LaunchRequest
 
 SPEC_PATTERN = r"/([^/]+)/(.+)"  # provider, spec (positional: see raw_spec)
+
+#: our pages load scripts, styles and images from us only; nothing inline, no frames, no other origins
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "manifest-src 'self'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
+def set_security_headers(handler: web.RequestHandler) -> None:
+    """What every page and API answer of ours carries (the browser tests' harness sets the same)."""
+    handler.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    handler.set_header("X-Content-Type-Options", "nosniff")
+    handler.set_header("Referrer-Policy", "no-referrer")
+    handler.set_header("X-Frame-Options", "DENY")
+    handler.set_header("Cross-Origin-Opener-Policy", "same-origin")
+
+
+class StaticHandler(web.StaticFileHandler):
+    """Our static files, with the same headers as our pages (nosniff matters most here)."""
+
+    def set_default_headers(self) -> None:
+        set_security_headers(self)
 
 
 class BaseHandler(web.RequestHandler):
@@ -29,16 +65,28 @@ class BaseHandler(web.RequestHandler):
     def base_url(self) -> str:
         return self.service.base_url
 
+    def set_default_headers(self) -> None:
+        set_security_headers(self)
+
+    def prepare(self) -> None:
+        if reason := malformed_url_reason(self.request.path):
+            raise web.HTTPError(400, f"Malformed URL: {reason}; escape characters as %XX of UTF-8 bytes")
+
     def public_root(self) -> str:
-        """scheme://host of this request, as the user sees it (behind the proxy)."""
-        return f"{self.request.protocol}://{self.request.host}"
+        """scheme://host of the service as users reach it: from configuration, never from the request's
+        ``Host`` (anyone can send ``Host: evil.example``)."""
+        return self.service.public_origin
 
     def raw_spec(self, provider: str) -> str:
         """The spec as sent, still escaped: Tornado unquotes path arguments, which would turn a
-        ``git/<escaped url>/<ref>`` spec's ``%2F`` into separators (BinderHub re-reads it too)."""
-        marker = f"/{provider}/"
+        ``git/<escaped url>/<ref>`` spec's ``%2F`` into separators (BinderHub re-reads it too).
+
+        The raw path is ``<base>v2/<provider as sent>/<spec>``: the spec is what follows the second
+        segment, whatever escapes the provider segment holds."""
         path = self.request.path
-        return path[path.index(marker, len(self.base_url)) + len(marker):]
+        rest = path[len(self.base_url) :] if path.startswith(self.base_url) else path.lstrip("/")
+        parts = rest.split("/", 2)
+        return parts[2] if len(parts) == 3 else ""
 
     def render_page(self, name: str, **context: Any) -> None:
         template = self.settings["jinja_env"].get_template(name)
@@ -60,6 +108,11 @@ class BaseHandler(web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, web.HTTPError) and exc.log_message:
             message = exc.log_message
+        if "text/event-stream" in self.request.headers.get("Accept", ""):
+            # an event-stream client (BinderHub's JS client) reads the reason as one failed event
+            self.set_header("Content-Type", "text/event-stream")
+            self.finish(f"data: {json.dumps(event(FAILED, message, status_code=status_code))}\n\n")
+            return
         if self.request.path.startswith(f"{self.base_url}api/") or "json" in self.request.headers.get("Accept", ""):
             self.finish({"status_code": status_code, "message": message})
             return
@@ -79,24 +132,33 @@ class LaunchPageHandler(BaseHandler):
 
     def get(self, provider: str, _unquoted_spec: str) -> None:
         spec = self.raw_spec(provider)
+        if provider not in PROVIDERS:
+            raise web.HTTPError(404, f"Unknown repository provider {provider!r}: use one of {', '.join(sorted(PROVIDERS))}")
+        try:
+            opens = launch_paths.validated({name: self.get_argument(name, "") for name in LAUNCH_PATH_PARAMETERS})
+        except LaunchError as e:
+            raise web.HTTPError(e.status_code, e.message) from None
         self.render_page(
             "loading.html",
             provider_prefix=provider,
             spec=spec,
-            build_url=f"{self.base_url}build/{provider}/{spec}",
+            build_url=f"{self.base_url}build/{quote(provider, safe='')}/{spec}",
             repo_url="",
             ref="",
-            urlpath=self.get_argument("urlpath", ""),
-            labpath=self.get_argument("labpath", ""),
-            filepath=self.get_argument("filepath", ""),
             social_desc=f"Launch {provider}/{spec} on bia-binder",
+            **opens,
         )
+
+
+#: query parameters of a launch link that name what to open in the session
+LAUNCH_PATH_PARAMETERS = ("urlpath", "labpath", "filepath")
 
 
 class BuildHandler(BaseHandler):
     """``/build/<provider>/<spec>``: the launch as Server-Sent Events."""
 
     def set_default_headers(self) -> None:
+        super().set_default_headers()
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
 
@@ -167,6 +229,19 @@ class RepoProvidersHandler(BaseHandler):
         self.finish(json.dumps(repoproviders_api()))
 
 
+class OpenAPIHandler(BaseHandler):
+    """``/api/openapi.json``: the API described in ``openapi.yaml``, as JSON."""
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(openapi_document())
+
+
+@functools.lru_cache(maxsize=1)
+def openapi_document() -> str:
+    return json.dumps(yaml.safe_load((Path(__file__).parent / "openapi.yaml").read_text()))
+
+
 class BadgeHandler(BaseHandler):
     def get(self, logo: str | None = None) -> None:
         self.set_header("Content-Type", "image/svg+xml")
@@ -193,15 +268,33 @@ class UserRedirectHandler(BaseHandler):
     """The proxy sends ``/user/<name>/...`` here when that server is not running: the hub decides."""
 
     def get(self, rest: str) -> None:
-        query = f"?{self.request.query}" if self.request.query else ""
-        self.redirect(f"{self.service.hub_prefix}user/{rest}{query}")
+        query = f"?{quote(self.request.query, safe='=&%+;/:?@,')}" if self.request.query else ""
+        # Tornado decoded the path: escape it again (a control character would be an invalid Location)
+        self.redirect(f"{self.service.hub_prefix}user/{quote(rest, safe='/@!$&()*+,;=:~')}{query}")
 
     post = put = delete = get
 
 
 class NotFoundHandler(BaseHandler):
     def prepare(self) -> None:
+        super().prepare()
         raise web.HTTPError(404, f"No page at {self.request.path}; launch links look like {self.base_url}v2/gh/<org>/<repo>/<ref>")
+
+
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def malformed_url_reason(raw_path: str) -> str | None:
+    """Why a request path as sent cannot be a URL of ours (a bad escape, invalid UTF-8, control characters)."""
+    if _BAD_ESCAPE.search(raw_path):
+        return "a % not followed by two hex digits"
+    try:
+        decoded = unquote(raw_path, errors="strict")
+    except UnicodeDecodeError:
+        return "escapes that are not UTF-8"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in decoded):
+        return "control characters (NUL, CR, LF...)"
+    return None
 
 
 def routes(base_url: str) -> list[tuple]:
@@ -213,6 +306,7 @@ def routes(base_url: str) -> list[tuple]:
         (rf"{prefix}/health/?", HealthHandler),
         (rf"{prefix}/versions/?", VersionsHandler),
         (rf"{prefix}/api/repoproviders/?", RepoProvidersHandler),
+        (rf"{prefix}/api/openapi\.json", OpenAPIHandler),
         (rf"{prefix}/badge(_logo)?\.svg", BadgeHandler),
         (rf"{prefix}/metrics/?", MetricsHandler),
         (rf"{prefix}/repo/([^/]+)/([^/]+)(/.*)?", LegacyRepoHandler),

@@ -8,6 +8,7 @@ the server ready. A failed start removes the user again, so nothing is left behi
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from typing import Any, Awaitable, Callable
 from urllib.parse import quote
@@ -26,10 +27,6 @@ class Launcher(LoggingConfigurable):
     hub_api_url = Unicode(config=True, help="The hub's REST API, e.g. http://127.0.0.1:8081/hub/api")
     hub_api_token = Unicode(config=True, help="Token of the binder service (JUPYTERHUB_API_TOKEN)")
     launch_timeout = Int(300, config=True, help="Seconds a session may take to start before the launch fails.")
-    temporary_group = Unicode(
-        "binder-temporary", config=True,
-        help="Hub group of anonymous users (the culler deletes its members with their files); empty: none.",
-    )
     request_timeout = Float(30, config=True, help="Seconds for one hub API request (starting a server may take longer).")
 
     def _client(self) -> httpx.AsyncClient:
@@ -49,10 +46,9 @@ class Launcher(LoggingConfigurable):
         token = secrets.token_urlsafe(24)
         options = {**user_options, "token": token}
         async with self._client() as client:
-            await self._call(client, "POST", f"users/{quote(username)}", "create the session user")
+            # born in the temporary users' group: the service's token reaches no other user (hub/temporary_users.py)
+            await self._call(client, "POST", "binder/temporary-users", "create the session user", json={"name": username})
             try:
-                if self.temporary_group:
-                    await self.add_to_group(username, self.temporary_group, client)
                 await progress(f"Starting server for {username}\n")
                 response = await self._call(client, "POST", f"users/{quote(username)}/server", "start the session", json=options)
                 if response.status_code == 202:
@@ -122,10 +118,6 @@ class Launcher(LoggingConfigurable):
                     return sessions
                 offset = next_page["offset"]
 
-    async def add_to_group(self, username: str, group: str, client: httpx.AsyncClient) -> None:
-        """Temporary users join ``group``: the culler removes exactly that group's users."""
-        await self._call(client, "POST", f"groups/{quote(group)}/users", f"add the session to group {group}", json={"users": [username]})
-
     async def hub_status(self) -> dict[str, Any]:
         """For /health: is the hub API answering with our token?"""
         async with self._client() as client:
@@ -137,8 +129,8 @@ class Launcher(LoggingConfigurable):
 
 
 def user_slug(slug: str) -> str:
-    """The part of a repository's slug that goes into its temporary users' names."""
-    return slug[:30].strip("-") or "repo"
+    """The part of a repository's slug that goes into its temporary users' names (lower case, safe characters)."""
+    return re.sub(r"[^a-z0-9._-]+", "-", slug.lower())[:30].strip("-._") or "repo"
 
 
 def slug_of(username: str) -> str:

@@ -131,6 +131,25 @@ class CgroupLayout:
             raise
         return group
 
+    def existing(self, parent: str, name: str) -> SessionGroup | None:
+        """The groups ``name`` below ``parent`` that exist now (made by another process, e.g. before a hub
+        restart), or None."""
+        group = SessionGroup(layout=self)
+        for hierarchy in self.hierarchies:
+            directory = hierarchy.mount / parent / name
+            if directory.is_dir():
+                group.add(directory)
+        return group if group.directories else None
+
+    def children(self, parent: str) -> set[str]:
+        """Names of the groups below ``parent``, in any hierarchy."""
+        names: set[str] = set()
+        for hierarchy in self.hierarchies:
+            directory = hierarchy.mount / parent
+            if directory.is_dir():
+                names.update(child.name for child in directory.iterdir() if child.is_dir())
+        return names
+
     def _make_v2_group(self, parent: str, name: str, controllers: list[str]) -> Path:
         assert self.v2 is not None
         enable = [c for c in controllers if c in self.v2.controllers]

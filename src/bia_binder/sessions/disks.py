@@ -77,8 +77,9 @@ class LoopDisks(LoggingConfigurable):
     root = Unicode(help="Directory holding the images and (by default) their mount points.").tag(config=True)
 
     mount_options = Unicode(
-        "loop,nosuid,nodev",
-        help="Options for mounting an image (mount -o).",
+        "loop,nosuid,nodev,discard",
+        help="Options for mounting an image (mount -o). `discard`: a file deleted inside gives its space back to "
+        "the host at once (the loop device punches a hole into the sparse image).",
     ).tag(config=True)
 
     @property

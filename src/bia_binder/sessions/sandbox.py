@@ -58,7 +58,9 @@ from traitlets import Bool, Float, Int, List, TraitError, Tuple, Unicode, defaul
 from traitlets.config import LoggingConfigurable
 
 from ..events import LaunchError
+from . import bubblewrap, network
 from .cgroups import LIMITED_CONTROLLERS, CgroupLayout, CgroupLimits, SessionGroup, probe
+from .network import Namespace, NetworkError, NetworkPolicy
 from .profiles import ResourceProfile
 
 #: NVIDIA's per-device nodes, ``/dev/nvidia0`` ...; the control nodes every CUDA process also needs
@@ -89,11 +91,17 @@ class Capabilities:
     uid_separation: Check
     limits: dict[str, Check]
     gpus: list[int]
+    network: Check = Check(False, "not probed")
 
     def checks(self) -> list[tuple[str, Check]]:
         """Every guarantee, named as the start-up report names it."""
         limits = [(f"{name} limit", check) for name, check in self.limits.items()]
-        return [("sandbox", self.sandbox), ("uid separation", self.uid_separation), *limits]
+        return [
+            ("sandbox", self.sandbox),
+            ("uid separation", self.uid_separation),
+            ("network isolation", self.network),
+            *limits,
+        ]
 
     def missing(self) -> list[str]:
         return [name for name, check in self.checks() if not check.ok]
@@ -147,6 +155,11 @@ class SessionRegistry:
     def release(self, name: str) -> None:
         with self._locked() as sessions:
             sessions.pop(name, None)
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        """Every session holding a uid now: name → {"uid", "gpus"}."""
+        with self._locked() as sessions:
+            return {name: dict(entry) for name, entry in sessions.items()}
 
     def _first_free_uid(self, name: str, taken: set[int]) -> int:
         low, high = self.uid_range
@@ -219,12 +232,39 @@ class Sandbox(LoggingConfigurable):
     )
 
     die_with_parent = Bool(
-        True,
-        help="Kill a session's processes when the process that started it (the hub) or its bubblewrap dies; "
-        "set False together with JupyterHub.cleanup_servers = False to keep sessions across hub restarts.",
+        False,
+        help="Kill a session's processes when the process that started it (the hub) dies. Off by default: a "
+        "hub that crashes and comes back finds its sessions running and adopts them (JupyterHub polls their "
+        "pids); what a crash leaves of sessions that did die is freed by bia_binder.sessions.reconcile.",
     ).tag(config=True)
 
     stop_grace = Float(5.0, help="Seconds between SIGTERM and SIGKILL when a session is cleaned up.").tag(config=True)
+
+    system_paths = List(
+        Unicode(),
+        default_value=list(bubblewrap.DEFAULT_SYSTEM_PATHS),
+        help="The host directories sessions and builds see (read-only); nothing else of the host exists inside. "
+        "Paths of hidden_paths below them are hidden.",
+    ).tag(config=True)
+
+    home_path = Unicode(
+        "/home/jovyan",
+        help="Where a session sees its home (its working directory) inside the sandbox, whatever its path on the "
+        "host, as in repo2docker's images. Empty: at its host path.",
+    ).tag(config=True)
+
+    network_isolation = Bool(
+        True,
+        help="Give each session and build a network namespace of its own (slirp4netns + nftables): outbound "
+        "traffic reaches the internet; this host's services, private ranges and link-local/metadata "
+        "addresses do not.",
+    ).tag(config=True)
+
+    network_allowed = List(
+        Unicode(),
+        help="Destinations sessions may reach although a private range holds them, as 'CIDR' or 'CIDR:port' "
+        "(e.g. an internal data endpoint '10.1.2.3/32:443').",
+    ).tag(config=True)
 
     build_uid = Int(
         19999,
@@ -269,7 +309,21 @@ class Sandbox(LoggingConfigurable):
             controller: Check(reason is None, reason or f"each session's {controller} is limited by its profile")
             for controller, reason in self._probe_cgroups().items()
         }
-        return Capabilities(self._check_bwrap(uid_check.ok), uid_check, limits, list(self.gpu_devices))
+        return Capabilities(
+            self._check_bwrap(uid_check.ok), uid_check, limits, list(self.gpu_devices), self._check_network()
+        )
+
+    def _check_network(self) -> Check:
+        if not self.network_isolation:
+            return Check(False, "disabled by configuration (Sandbox.network_isolation = False)")
+        reason = network.unavailable_reason()
+        if reason:
+            return Check(False, reason)
+        return Check(
+            True,
+            "each session has its own network namespace: the internet, not this host's services, "
+            "private ranges or metadata addresses",
+        )
 
     def _check_uid_separation(self) -> Check:
         if os.geteuid() != 0:
@@ -288,9 +342,14 @@ class Sandbox(LoggingConfigurable):
         bwrap = self.executable(self.bwrap_path)
         if not bwrap:
             return Check(False, f"bubblewrap ({self.bwrap_path!r}) not found: install the `bubblewrap` package")
-        probe_argv = [bwrap, *self._bwrap_isolation_args(), "--", "true"]
+        view = bubblewrap.View(home=None, home_inside=None, system_paths=list(map(Path, self.system_paths)))
+        probe_argv = [bwrap, *bubblewrap.isolation_args(False), *bubblewrap.view_args(view)]
         if as_other_uid:
-            probe_argv = self._setpriv_args(self.uid_range[1], self.uid_range[1]) + probe_argv
+            # privileged: bubblewrap mounts as root, setpriv drops to a session uid inside
+            probe_argv += [*bubblewrap.privileged_args(), "--", *self._setpriv_args(self.uid_range[1], self.uid_range[1])]
+        else:
+            probe_argv.append("--")
+        probe_argv.append("true")
         try:
             result = subprocess.run(probe_argv, capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired) as e:
@@ -298,7 +357,11 @@ class Sandbox(LoggingConfigurable):
         if result.returncode != 0:
             why = (result.stderr.strip().splitlines() or ["no message"])[-1]
             return Check(False, f"bubblewrap fails on this host ({why}); are unprivileged user namespaces disabled?")
-        return Check(True, "bubblewrap: read-only system and environment, private /tmp and /proc, hidden service files")
+        return Check(
+            True,
+            f"bubblewrap: only {', '.join(p for p in self.system_paths if os.path.lexists(p))} (read-only), "
+            "the environment and the session's own files; private /tmp and /proc",
+        )
 
     def _probe_cgroups(self) -> dict[str, str | None]:
         if os.geteuid() != 0:
@@ -326,8 +389,13 @@ class Sandbox(LoggingConfigurable):
         readonly: Sequence[Path] = (),
         writable: Sequence[Path] = (),
         anonymous: bool = False,
+        host_ports: Sequence[int] = (),
     ) -> Session:
-        """Allocate the uid, hand ``home`` to it, create the cgroup. Raises ``LaunchError`` when refused."""
+        """Allocate the uid, hand ``home`` to it, create the cgroup and the network namespace.
+
+        ``host_ports``: loopback ports of this host the session may reach (a logged-in session's hub
+        API); anonymous sessions reach none. Raises ``LaunchError`` when refused.
+        """
         if not name or len(name) > 200 or "\0" in name:
             raise LaunchError(f"invalid session name {name!r}: want 1-200 characters (a JupyterHub user name)", 400)
         self.check_allowed(anonymous)
@@ -341,11 +409,13 @@ class Sandbox(LoggingConfigurable):
         if not home.is_dir():
             raise LaunchError(f"session home {home} does not exist; create it (with the repository copy) first", 500)
         if caps.uid_separation.ok:
-            _check_reachable_by_others(home, *readonly, *writable)
+            if not self.privileged:
+                _check_reachable_by_others(home, *readonly, *writable)
             uid, gpus = self.registry.allocate(name, profile.gpus, caps.gpus)
         else:
             uid, gpus = os.geteuid(), list(caps.gpus[: profile.gpus])
-        session = self._open(Session(sandbox=self, name=name, uid=uid, home=home, profile=profile, gpus=gpus), readonly, writable)
+        session = Session(sandbox=self, name=name, uid=uid, home=home, profile=profile, gpus=gpus)
+        session = self._open(session, readonly, writable, NetworkPolicy(host_ports=tuple(host_ports)))
         if session.separate_uid:
             home.chmod(0o700)
         return session
@@ -358,6 +428,8 @@ class Sandbox(LoggingConfigurable):
         readonly: Sequence[Path] = (),
         writable: Sequence[Path] = (),
         anonymous: bool = True,
+        home_inside: Path | None = None,
+        host_ports: Sequence[int] = (),
     ) -> Session:
         """A sandbox for one build, as :attr:`build_uid`: ``workdir`` (the checkout: cwd and HOME) and
         ``writable`` (the environment being built, package caches) writable, everything else as for sessions.
@@ -372,23 +444,88 @@ class Sandbox(LoggingConfigurable):
         uid = os.geteuid()
         if caps.uid_separation.ok:
             uid = self._checked_build_uid()
-            _check_reachable_by_others(workdir, *readonly, *writable)
+            if not self.privileged:
+                _check_reachable_by_others(workdir, *readonly, *writable)
         session = Session(
-            sandbox=self, name=f"build:{name}", uid=uid, home=workdir, profile=profile, gpus=[], shared_uid=True
+            sandbox=self,
+            name=f"build:{name}",
+            uid=uid,
+            home=workdir,
+            home_inside=home_inside,
+            profile=profile,
+            gpus=[],
+            shared_uid=True,
         )
-        return self._open(session, readonly, writable)
+        return self._open(session, readonly, writable, NetworkPolicy(host_ports=tuple(host_ports)))
 
-    def _open(self, session: Session, readonly: Sequence[Path], writable: Sequence[Path]) -> Session:
-        """``session`` with its bind paths, its home handed to its uid and its cgroup made; nothing left on failure."""
+    def adopt(self, name: str) -> Session | None:
+        """The handle of session ``name`` that another process prepared (a hub before its restart), to stop
+        and clean it up; None when this host holds nothing of it. Only ``pids()``/``cleanup()`` work on it."""
+        entry = self.registry.entries().get(name) if self.capabilities.uid_separation.ok else None
+        cgroup = self.cgroup_layout.existing(self.cgroup_parent, cgroup_name(name))
+        namespace = Namespace.existing(network.namespace_name(self.network_prefix, name), Path(self.state_dir) / "net")
+        if entry is None and cgroup is None and namespace is None:
+            return None
+        uid = entry["uid"] if entry is not None else os.geteuid()
+        session = Session(
+            sandbox=self, name=name, uid=uid, home=Path("/nonexistent"), home_inside=Path("/nonexistent"),
+            profile=None, gpus=list(entry["gpus"]) if entry else [],
+        )  # fmt: skip
+        session.cgroup, session.network = cgroup, namespace
+        return session
+
+    @property
+    def privileged(self) -> bool:
+        """bubblewrap runs as root and drops to the session's uid inside (it can show any path)."""
+        caps = self.capabilities
+        return caps.sandbox.ok and caps.uid_separation.ok
+
+    def _open(
+        self, session: Session, readonly: Sequence[Path], writable: Sequence[Path], policy: NetworkPolicy
+    ) -> Session:
+        """``session`` with its bind paths, its home handed to its uid, its cgroup and network made; nothing
+        left on failure."""
         session.readonly = [Path(p).resolve() for p in readonly]
         session.writable = [Path(p).resolve() for p in writable]
         try:
             session.own(session.home)
             self._attach_cgroup(session)
+            self._attach_network(session, policy)
         except BaseException:
             session.cleanup()
             raise
         return session
+
+    def _attach_network(self, session: Session, policy: NetworkPolicy) -> None:
+        if not self.capabilities.network.ok:
+            return
+        policy = NetworkPolicy(
+            host_ports=policy.host_ports,
+            allowed=tuple(self.network_allowed),
+            host_addresses=network.host_addresses(),
+            nameservers=network.host_nameservers(),
+        )
+        try:
+            session.network = Namespace.open(
+                network.namespace_name(self.network_prefix, session.name), Path(self.state_dir) / "net", policy
+            )
+        except (NetworkError, ValueError) as e:
+            raise LaunchError(f"could not give the session its own network: {e}", 503) from e
+        session.host_ports = policy.host_ports
+
+    @cached_property
+    def network_prefix(self) -> str:
+        """Names of this deployment's namespaces start with this (another deployment's are not ours to clean)."""
+        return "bb" + hashlib.sha256(str(Path(self.state_dir).resolve()).encode()).hexdigest()[:6]
+
+    def resolv_conf(self) -> Path:
+        """The resolver a namespaced session uses: slirp4netns' DNS forwarder (the host's may be on a blocked range)."""
+        path = Path(self.state_dir) / "net" / "resolv.conf"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path.write_text(f"nameserver {network.DNS_ADDRESS}\noptions edns0\n")
+            path.chmod(0o644)
+        return path
 
     def _checked_build_uid(self) -> int:
         low, high = self.uid_range
@@ -423,23 +560,10 @@ class Sandbox(LoggingConfigurable):
             f"--regid={gid}",
             "--clear-groups",
             "--no-new-privs",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--",
         ]
-
-    @staticmethod
-    def _bwrap_isolation_args() -> list[str]:
-        return [
-            "--ro-bind", "/", "/",
-            "--dev", "/dev",
-            "--proc", "/proc",
-            "--tmpfs", "/tmp",
-            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--new-session",  # no TIOCSTI injection into a terminal we might share
-        ]  # fmt: skip
-
-    def _lifetime_args(self) -> list[str]:
-        # bubblewrap forwards no signal to the session: a spawner signalling the pid it started
-        # would orphan the session, unless bubblewrap takes its processes along when it dies
-        return ["--die-with-parent"] if self.die_with_parent else []
 
 
 def configure_sandbox(c, data_dir: Path, allow_unsafe: bool) -> None:
@@ -451,16 +575,6 @@ def configure_sandbox(c, data_dir: Path, allow_unsafe: bool) -> None:
     c.Sandbox.state_dir = str(data_dir / "sandbox")
     c.Sandbox.allow_unsafe = allow_unsafe
     c.EnvBuilder.sandboxed = True
-
-
-def _outermost(paths: list[Path]) -> list[Path]:
-    """Resolved paths, without those inside another one: once a parent is hidden, the child is gone."""
-    resolved = sorted({p.resolve() for p in paths}, key=lambda p: len(p.parts))
-    kept: list[Path] = []
-    for path in resolved:
-        if not any(path.is_relative_to(parent) for parent in kept):
-            kept.append(path)
-    return kept
 
 
 def cgroup_name(session_name: str) -> str:
@@ -503,14 +617,25 @@ class Session:
     name: str
     uid: int
     home: Path
-    profile: ResourceProfile
+    #: None for a handle adopted after a restart (Sandbox.adopt): it can be cleaned up, not started
+    profile: ResourceProfile | None
     gpus: list[int]
+    #: where the session sees its home; default Sandbox.home_path (when sandboxed), else ``home``
+    home_inside: Path | None = None
     readonly: list[Path] = field(default_factory=list)
     writable: list[Path] = field(default_factory=list)
     cgroup: SessionGroup | None = None
+    network: Namespace | None = None
+    #: loopback ports of the host this session may reach (as network.GATEWAY_ADDRESS:<port>)
+    host_ports: tuple[int, ...] = ()
     closed: bool = False
     #: the uid is not this session's alone (builds share Sandbox.build_uid): processes are found by cgroup
     shared_uid: bool = False
+
+    def __post_init__(self) -> None:
+        if self.home_inside is None:
+            sandboxed = self.sandbox.capabilities.sandbox.ok and self.sandbox.home_path
+            self.home_inside = Path(self.sandbox.home_path) if sandboxed else self.home
 
     @property
     def gid(self) -> int:
@@ -525,62 +650,76 @@ class Session:
         if self.separate_uid:
             _chown_tree(Path(path), self.uid)
 
+    def forward(self, port: int) -> None:
+        """Make the session's server on ``port`` reachable at ``127.0.0.1:port`` on the host (for the proxy)."""
+        if self.network is not None:
+            try:
+                self.network.forward(port)
+            except NetworkError as e:
+                raise LaunchError(f"could not reach the session's port: {e}", 503) from e
+
+    @property
+    def listen_address(self) -> str:
+        """The address the session's server binds to inside (all of its own namespace; else loopback only)."""
+        return "0.0.0.0" if self.network is not None else "127.0.0.1"
+
     def wrap(self, cmd: list[str], cwd: Path | None = None) -> list[str]:
-        """The argv to exec for ``cmd`` (in ``cwd``, default its home): cgroup (joined before exec), uid drop, sandbox.
+        """The argv to exec for ``cmd`` (in ``cwd``, default its home): cgroup (joined before exec), process
+        limit, network namespace, sandbox, uid drop.
 
         ``cmd`` stays last, so arguments appended to the result (as ``LocalProcessSpawner`` appends
         ``get_args()`` to ``cmd``) reach the command itself.
         """
         caps = self.sandbox.capabilities
         argv = list(cmd)
+        drop_uid = self.sandbox._setpriv_args(self.uid, self.gid) if self.separate_uid else []
         if caps.sandbox.ok:
-            argv = [self.sandbox.executable(self.sandbox.bwrap_path) or "bwrap", *self._bwrap_args(cwd), "--", *argv]
-        if self.separate_uid:
-            argv = self.sandbox._setpriv_args(self.uid, self.gid) + argv
-            if not caps.limits["pids"].ok:
-                # RLIMIT_NPROC counts per uid, and the uid is the session's own: a fork-bomb bound without cgroups
-                argv = [
-                    self.sandbox.executable(self.sandbox.prlimit_path) or "prlimit",
-                    f"--nproc={self.profile.pids_limit}",
-                    *argv,
-                ]
+            bwrap = self.sandbox.executable(self.sandbox.bwrap_path) or "bwrap"
+            privileged = bubblewrap.privileged_args() if drop_uid else []
+            argv = [bwrap, *self._bwrap_args(cwd), *privileged, "--", *drop_uid, *argv]
+        else:
+            argv = [*drop_uid, *argv]
+        if self.network is not None:
+            argv = self.network.enter_argv(argv)
+        if self.separate_uid and not caps.limits["pids"].ok:
+            # RLIMIT_NPROC counts per uid, and the uid is the session's own: a fork-bomb bound without cgroups
+            argv = [self.sandbox.executable(self.sandbox.prlimit_path) or "prlimit", f"--nproc={self.profile.pids_limit}", *argv]
         if self.cgroup is not None:
             argv = self.cgroup.enter_argv(argv)
         return argv
 
-    def _bwrap_args(self, cwd: Path | None = None) -> list[str]:
-        args = self.sandbox._bwrap_isolation_args() + self.sandbox._lifetime_args()
-        hidden_dirs = []
-        for path in _outermost([Path(self.sandbox.state_dir), *map(Path, self.sandbox.hidden_paths)]):
-            if path.is_dir():
-                hidden_dirs.append(str(path.resolve()))
-                args += ["--tmpfs", hidden_dirs[-1]]
-            elif path.exists():
-                args += ["--ro-bind", "/dev/null", str(path.resolve())]
-        for path in self.readonly:
-            args += ["--ro-bind", str(path), str(path)]
-        if self.cgroup is not None:
+    def view(self) -> bubblewrap.View:
+        """What this session sees of the host's files."""
+        sandbox = self.sandbox
+        gpus = [f"/dev/nvidia{gpu}" for gpu in self.gpus]
+        files = {}
+        if self.network is not None and not network.host_nameservers():
+            # the host's resolver is on its loopback (systemd-resolved...): slirp4netns forwards DNS instead
+            resolv = Path("/etc/resolv.conf")
+            files[Path(os.path.realpath(resolv)) if resolv.is_symlink() else resolv] = sandbox.resolv_conf()
+        return bubblewrap.View(
+            home=self.home,
+            home_inside=self.home_inside,
+            system_paths=[Path(p) for p in sandbox.system_paths],
+            hidden=[Path(sandbox.state_dir), *map(Path, sandbox.hidden_paths)],
+            readonly=self.readonly,
+            writable=self.writable,
+            files=files,
             # the session's own groups where the hierarchies are mounted, as in a container: tools that
             # size themselves from cgroup limits (dask, JVMs, ...) read its limits, and no other session's
-            for mount, directory in self.cgroup.mounted_at().items():
-                args += ["--ro-bind", str(directory), str(mount)]
-        for gpu in self.gpus:
-            args += ["--dev-bind", f"/dev/nvidia{gpu}", f"/dev/nvidia{gpu}"]
-        if self.gpus:
-            for node in _GPU_SHARED_NODES:
-                args += ["--dev-bind-try", node, node]
-        for path in [*self.writable, self.home]:
-            args += ["--bind", str(path), str(path)]
-        # read-only only now: bwrap creates the mount points of the binds above inside them
-        for path in hidden_dirs:
-            args += ["--remount-ro", path]
-        return args + ["--chdir", str(cwd or self.home)]
+            cgroup_mounts=self.cgroup.mounted_at() if self.cgroup is not None else {},
+            devices=gpus,
+            optional_devices=list(_GPU_SHARED_NODES) if gpus else [],
+        )
+
+    def _bwrap_args(self, cwd: Path | None = None) -> list[str]:
+        return bubblewrap.isolation_args(self.sandbox.die_with_parent) + bubblewrap.view_args(self.view(), cwd)
 
     def environ(self, env: dict[str, str]) -> dict[str, str]:
         """``env`` for the session: its HOME/USER, private TMPDIR, visible limits, its GPUs."""
         result = dict(env)
         user = f"session-{self.uid}" if self.separate_uid else pwd.getpwuid(self.uid).pw_name
-        result.update(HOME=str(self.home), USER=user, LOGNAME=user, TMPDIR="/tmp", **self.profile.session_environ())
+        result.update(HOME=str(self.home_inside), USER=user, LOGNAME=user, TMPDIR="/tmp", **self.profile.session_environ())
         result["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.gpus))
         return result
 
@@ -597,7 +736,8 @@ class Session:
         return found
 
     def cleanup(self) -> None:
-        """End every process of the session (SIGTERM, ``stop_grace``, SIGKILL), remove its cgroup, free its uid.
+        """End every process of the session (SIGTERM, ``stop_grace``, SIGKILL), remove its cgroup and network
+        namespace, free its uid.
 
         Idempotent; after it, the uid may belong to another session, so this object touches nothing any more.
         """
@@ -613,6 +753,9 @@ class Session:
         if self.cgroup is not None:
             self.cgroup.destroy()
             self.cgroup = None
+        if self.network is not None:
+            self.network.destroy()
+            self.network = None
         if self.separate_uid and not self.shared_uid:
             self.sandbox.registry.release(self.name)
         self.closed = True

@@ -23,6 +23,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from jupyterhub.spawner import LocalProcessSpawner
@@ -30,6 +31,8 @@ from tornado import web
 from traitlets import Any, Float, Unicode, default
 
 import bia_binder
+
+from jupyterhub.utils import random_port
 
 from ..builder import EnvBuilder
 from ..builder.base import Environment
@@ -47,6 +50,7 @@ from ..portal.options import (
 )
 from .profiles import ResourceProfile, ResourceProfiles
 from ..portal.rclone import RCLONE_CONFIG_ENV
+from .network import GATEWAY_ADDRESS, loopback_port
 from .sandbox import Sandbox
 
 #: the directory holding the bia_binder package: sessions import bia_binder.data from it (read-only)
@@ -144,14 +148,31 @@ class BinderSpawner(LocalProcessSpawner):
         return paths
 
     def enter_sandbox(self, environment: Environment, profile: ResourceProfile) -> None:
-        """Own uid, cgroup limits of the profile, bubblewrap; refuses anonymous sessions where that fails."""
+        """Own uid, cgroup limits of the profile, bubblewrap, own network; refuses anonymous sessions where that fails."""
         self.sandbox_session = Sandbox(parent=self).prepare(
             name=self.user.name,
             home=self.home,
             profile=profile,
             readonly=self.readonly_paths(environment),
             anonymous=self.is_anonymous,
+            host_ports=self.host_services_ports(),
         )
+        # the proxy (on this host) reaches the server inside through this port
+        self.port = self.port or random_port()
+        self.sandbox_session.forward(self.port)
+
+    def host_services_ports(self) -> tuple[int, ...]:
+        """Loopback ports of this host a logged-in session needs: the hub's API (jupyterhub-singleuser talks to
+        it) and the services named in ``c.Spawner.environment`` (dask-gateway). Anonymous sessions: none."""
+        if self.is_anonymous:
+            return ()
+        values = [self.hub.api_url, *(v for v in self.environment.values() if isinstance(v, str))]
+        return tuple(sorted({port for value in values if (port := loopback_port(value))}))
+
+    @property
+    def home_inside(self) -> Path:
+        """The session's home as the session sees it (a fixed path inside the sandbox)."""
+        return self.sandbox_session.home_inside if self.sandbox_session is not None else self.home
 
     def load_environment(self) -> Environment:
         key = str(self.user_options.get("environment", ""))
@@ -268,8 +289,14 @@ class BinderSpawner(LocalProcessSpawner):
 
     def get_env(self) -> dict:
         env = super().get_env()
+        if self.is_anonymous:
+            # a plain Jupyter server: no hub credential, no gateway; its one secret is its own token
+            env = {k: v for k, v in env.items() if not k.startswith(("JUPYTERHUB_", "JPY_", "DASK_GATEWAY__"))}
+            env["JUPYTER_TOKEN"] = self.session_token
         if self.sandbox_session is not None:
             env = self.sandbox_session.environ(env)
+            if self.sandbox_session.network is not None:
+                env = through_gateway(env, self.sandbox_session.host_ports)
         env = self.environment_in_use.session_environ(env)  # the same variables `bia-binder run` sets
         profile = self.profile_in_use
         env.update(session_dask_environment(cpus=profile.cpu_limit, memory=profile.mem_limit))
@@ -282,18 +309,16 @@ class BinderSpawner(LocalProcessSpawner):
         root_args = ["--allow-root"] if self.runs_as_root else []
         if not self.is_anonymous:
             # jupyterhub-singleuser learns its address and the hub's from JUPYTERHUB_* variables
-            return [*root_args, f"--ServerApp.root_dir={self.home}", *super().get_args()]
-        token = self.user_options.get("token")
-        if not token:
-            raise ValueError("anonymous sessions need a token in user_options")
+            return [*root_args, f"--ServerApp.root_dir={self.home_inside}", *super().get_args()]
+        # the token is in the server's environment (JUPYTER_TOKEN), never in its arguments: `ps` shows those
+        listen = self.sandbox_session.listen_address if self.sandbox_session is not None else "127.0.0.1"
         return [
             *root_args,
             "--no-browser",
-            f"--ip={self.ip or '127.0.0.1'}",
+            f"--ip={listen}",
             f"--port={self.port}",
             f"--ServerApp.base_url={self.server.base_url}",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={self.home}",
+            f"--ServerApp.root_dir={self.home_inside}",
             "--ServerApp.trust_xheaders=True",
             "--ServerApp.quit_button=False",
         ]
@@ -307,8 +332,24 @@ class BinderSpawner(LocalProcessSpawner):
         except (RuntimeError, TimeoutError, ValueError, OSError) as e:
             raise web.HTTPError(500, str(e).splitlines()[0] if str(e) else type(e).__name__) from e
 
+    session_token = Unicode("", help="An anonymous session's token while it starts (kept out of the hub's database).")
+
+    def take_session_token(self) -> None:
+        """Move the launch's token out of ``user_options``: JupyterHub stores those in its database and shows
+        them through its API; the server gets the token in its environment only."""
+        if not self.is_anonymous:
+            return
+        self.session_token = str(self.user_options.get("token") or "")
+        if not self.session_token:
+            raise LaunchError("anonymous sessions need a token in user_options (the binder service sends one)", 400)
+        self.user_options = {k: v for k, v in self.user_options.items() if k != "token"}
+        if self.orm_spawner is not None:
+            self.orm_spawner.user_options = dict(self.user_options)
+            self.db.commit()
+
     async def _start(self):
         self.build_log = []
+        self.take_session_token()
         if self.is_anonymous:
             environment, profile = self.load_environment(), self.resource_profile(None)
             await asyncio.to_thread(self.prepare_home, environment, profile)
@@ -405,25 +446,67 @@ class BinderSpawner(LocalProcessSpawner):
 
     async def stop(self, now: bool = False) -> None:
         pid = self.pid
+        # the sandbox first: bubblewrap forwards no signal, so the session's own processes get SIGTERM (and
+        # time to save) from its cleanup; the pid JupyterHub started has exited by the time its stop() looks
+        session = self.sandbox_session or await asyncio.to_thread(Sandbox(parent=self).adopt, self.user.name)
+        if session is not None:
+            await asyncio.to_thread(session.cleanup)
+        self.sandbox_session = None
         await super().stop(now=now)
-        if self.sandbox_session is not None:
-            await asyncio.to_thread(self.sandbox_session.cleanup)
-            self.sandbox_session = None
         # kernels and terminals live in the server's process group (start_new_session=True)
         if pid:
             try:
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        if self.environment_in_use is not None:
-            self.builder.unpin(self.environment_in_use.key, self.user.name)
-            self.environment_in_use = None
+        key = self.environment_in_use.key if self.environment_in_use is not None else self.environment_key
+        if key:
+            self.builder.unpin(key, self.user.name)
+        self.environment_in_use, self.environment_key = None, ""
         await self.release_home()
         if self.is_anonymous:
             await asyncio.to_thread(self.remove_ephemeral_disk)
+
+    # --- what a restarted hub needs to stop a session it did not start ---------------------------
+
+    environment_key = Unicode("", help="The running session's environment (kept in the hub's database).")
+
+    def get_state(self) -> dict:
+        state = super().get_state()
+        key = self.environment_in_use.key if self.environment_in_use is not None else self.environment_key
+        if key:
+            state["environment_key"] = key
+        if self.home_dir:
+            state["home_dir"] = self.home_dir
+        return state
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        self.environment_key = state.get("environment_key", "")
+        self.home_dir = state.get("home_dir", "")
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.environment_key = ""
 
     async def delete_forever(self) -> None:
         """Anonymous sessions are one-shot: their files go with their user."""
         if self.is_anonymous:
             shutil.rmtree(self.home, ignore_errors=True)
             self.log_path.unlink(missing_ok=True)
+
+
+def through_gateway(env: dict[str, str], host_ports: tuple[int, ...]) -> dict[str, str]:
+    """``env`` as seen from a session's own network: URLs of the host's loopback services it may use point at
+    the namespace's gateway, and its own server listens on all of its (private) addresses."""
+    result = {}
+    for key, value in env.items():
+        port = loopback_port(value)
+        if port and port in host_ports:
+            parsed = urlsplit(value)
+            value = parsed._replace(netloc=f"{GATEWAY_ADDRESS}:{port}").geturl()
+        result[key] = value
+    if "JUPYTERHUB_SERVICE_URL" in env:  # where jupyterhub-singleuser binds
+        parsed = urlsplit(env["JUPYTERHUB_SERVICE_URL"])
+        result["JUPYTERHUB_SERVICE_URL"] = parsed._replace(netloc=f"0.0.0.0:{parsed.port}").geturl()
+    return result

@@ -180,10 +180,36 @@ export function badgeMarkup(format, badgeImageUrl, targetUrl) {
 }
 
 /**
+ * Whether a launch parameter is a path inside the session (the service checks the same,
+ * service/launch_paths.py): no scheme (`javascript:`, `https:`), no other host (`//host`, `/\\host`),
+ * no control characters, no `..` that climbs out of the session.
+ * @param {string} value
+ */
+export function isSessionPath(value) {
+  if (!value) return true;
+  if (/[\u0000-\u001f\u007f\\]/.test(value) || value !== value.trim()) return false;
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(value) || value.startsWith("//")) return false;
+  let depth = 0;
+  for (const segment of value.split(/[?#]/, 1)[0].replace(/^\/+/, "").split("/")) {
+    let decoded = segment;
+    try {
+      decoded = decodeURIComponent(segment);
+    } catch {
+      // a malformed escape is no dot segment
+    }
+    if (decoded === "..") depth -= 1;
+    else if (decoded !== "" && decoded !== ".") depth += 1;
+    if (depth < 0) return false;
+  }
+  return true;
+}
+
+/**
  * Where to send the browser once the server is ready, honouring the launch link's
  * `urlpath` (any URL inside the server), `labpath` (a file opened in JupyterLab) or
  * `filepath` (a file opened in the classic notebook UI), in that order of precedence,
- * with the server's token appended as BinderHub does.
+ * with the server's token appended as BinderHub does. Returns null when the result
+ * would leave the session (the token goes nowhere else).
  * @param {string} serverUrl the `url` of the ready event; may be relative to the page
  * @param {string} token the `token` of the ready event
  * @param {{urlpath?: string, labpath?: string, filepath?: string}} open
@@ -192,12 +218,21 @@ export function badgeMarkup(format, badgeImageUrl, targetUrl) {
 export function redirectUrl(serverUrl, token, open, pageUrl) {
   const server = new URL(serverUrl, pageUrl);
   if (!server.pathname.endsWith("/")) server.pathname += "/";
-  const filePath = (value) => encodeURI(value.replace(/^\/+|\/+$/g, ""));
+  const filePath = (value) =>
+    value
+      .replace(/^\/+|\/+$/g, "")
+      .split("/")
+      .map(encodeURIComponent)
+      .join("/");
+  for (const value of [open.urlpath, open.labpath, open.filepath]) {
+    if (!isSessionPath(value || "")) return null;
+  }
   let target = "";
   if (open.urlpath) target = open.urlpath.replace(/^\/+/, "");
   else if (open.labpath) target = `lab/tree/${filePath(open.labpath)}`;
   else if (open.filepath) target = `tree/${filePath(open.filepath)}`;
   const url = new URL(target, server);
+  if (url.origin !== server.origin || !url.pathname.startsWith(server.pathname)) return null;
   if (token) url.searchParams.append("token", token);
   return url.toString();
 }

@@ -155,14 +155,19 @@ function showFailure(message, statusCode, tailLines) {
 }
 
 function openServer(event) {
-  finish("ready");
-  setFavicon("Ready");
   const target = redirectUrl(
     event.url,
     event.token,
     { urlpath: root.dataset.urlpath, labpath: root.dataset.labpath, filepath: root.dataset.filepath },
     window.location.href,
   );
+  if (target === null) {
+    // the server checks these parameters too; a page that still gets one must not send the token anywhere
+    showFailure("This launch link's urlpath, labpath or filepath is not a path inside the session.", 400, []);
+    return;
+  }
+  finish("ready");
+  setFavicon("Ready");
   document.getElementById("ready-link").href = target;
   document.getElementById("ready-panel").hidden = false;
   // replace(): going Back from JupyterLab should not start another launch.
