@@ -13,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -86,18 +87,49 @@ def server_pid(name: str) -> int:
 def test_a_stopped_session_leaves_nothing(stack):
     name, _ = launch(stack)
     assert held(stack, name)["netns"] and held(stack, name)["disk image"]  # the probe sees what a session holds
-    assert hub_api(stack, "DELETE", f"users/{name}/server").status_code in (202, 204)
+    assert stop(stack, name)
     assert wait_until_freed(stack, name) == {}
 
 
-def test_a_session_killed_for_filling_tmp_leaves_nothing(stack):
+def test_filling_tmp_is_a_full_disk_for_that_session_not_an_out_of_memory_kill(stack):
+    """An anonymous session's /tmp is on its disk: filling it fails with ENOSPC; the session lives on, and
+    stopping it frees everything."""
     name, ready = launch(stack)
-    code = "chunk = b'x' * 2**24\nwith open('/tmp/fill', 'wb') as f:\n    while True:\n        f.write(chunk)\n"
+    code = (
+        "import errno\nchunk = b'x' * 2**24\ntry:\n    with open('/tmp/fill', 'wb') as f:\n        while True:\n"
+        "            f.write(chunk)\nexcept OSError as e:\n    print(errno.errorcode[e.errno])\n"
+    )
+    assert asyncio.run(run_cell(ready["url"], ready["token"], code, timeout=300)).strip() == "ENOSPC"
+    assert asyncio.run(run_cell(ready["url"], ready["token"], "print(6 * 7)")).strip() == "42"
+    assert stop(stack, name)
+    assert wait_until_freed(stack, name) == {}
+
+
+def test_a_server_killed_by_its_memory_limit_leaves_nothing(stack):
+    name, ready = launch(stack)
+    # make the server the OOM killer's first choice (raising a score needs no privilege), then hog memory
+    code = (
+        "import os\nopen(f'/proc/{os.getppid()}/oom_score_adj', 'w').write('1000')\n"
+        "hog = []\nwhile True:\n    hog.append(bytearray(2**24))\n"
+    )
     try:
         asyncio.run(run_cell(ready["url"], ready["token"], code, timeout=120))
-    except Exception:  # noqa: BLE001 - the kernel (and soon the server) dies: that is the point
+    except Exception:  # noqa: BLE001 - the server dies under the kernel: that is the point
         pass
-    assert wait_until_freed(stack, name, timeout=150) == {}
+    assert wait_until_freed(stack, name, timeout=120) == {}
+
+
+def stop(stack: BinderStack, name: str, timeout: float = 120) -> bool:
+    """Stop a session through the hub API (retrying while a restarted hub is not ready yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if hub_api(stack, "DELETE", f"users/{name}/server").status_code in (202, 204):
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    return False
 
 
 def test_a_server_killed_with_sigkill_leaves_nothing(stack):
@@ -120,7 +152,7 @@ def test_sessions_survive_a_hub_killed_with_sigkill_and_are_freed_when_stopped(s
         except Exception:  # noqa: BLE001 - the new hub and proxy are still coming up
             time.sleep(1)
     assert answer == "42"
-    assert hub_api(stack, "DELETE", f"users/{name}/server").status_code in (202, 204)
+    assert stop(stack, name)
     assert wait_until_freed(stack, name) == {}
 
 

@@ -52,6 +52,9 @@ class View:
     cgroup_mounts: Mapping[Path, Path] = field(default_factory=dict)
     devices: Sequence[str] = ()
     optional_devices: Sequence[str] = ()
+    #: a host directory shown as /tmp (on the session's disk, so /tmp is bounded by disk, not memory);
+    #: None: a tmpfs, which counts against the session's memory
+    tmp: Path | None = None
 
     def visible_system_paths(self) -> list[Path]:
         return [p for p in self.system_paths if os.path.lexists(p)]
@@ -139,6 +142,8 @@ def bind_args(view: View) -> list[str]:
         args += ["--ro-bind", str(source), str(inside)]
     for path in view.writable:
         args += ["--bind", str(path), str(path)]
+    if view.tmp is not None:
+        args += ["--bind", str(view.tmp), "/tmp"]
     if view.home is not None:
         args += ["--bind", str(view.home), str(view.home_inside)]
     return args

@@ -390,11 +390,13 @@ class Sandbox(LoggingConfigurable):
         writable: Sequence[Path] = (),
         anonymous: bool = False,
         host_ports: Sequence[int] = (),
+        tmp: Path | None = None,
     ) -> Session:
         """Allocate the uid, hand ``home`` to it, create the cgroup and the network namespace.
 
         ``host_ports``: loopback ports of this host the session may reach (a logged-in session's hub
-        API); anonymous sessions reach none. Raises ``LaunchError`` when refused.
+        API); anonymous sessions reach none. ``tmp``: a directory (below ``home``, so it is handed over
+        too) shown as /tmp instead of a memory-backed tmpfs. Raises ``LaunchError`` when refused.
         """
         if not name or len(name) > 200 or "\0" in name:
             raise LaunchError(f"invalid session name {name!r}: want 1-200 characters (a JupyterHub user name)", 400)
@@ -414,7 +416,7 @@ class Sandbox(LoggingConfigurable):
             uid, gpus = self.registry.allocate(name, profile.gpus, caps.gpus)
         else:
             uid, gpus = os.geteuid(), list(caps.gpus[: profile.gpus])
-        session = Session(sandbox=self, name=name, uid=uid, home=home, profile=profile, gpus=gpus)
+        session = Session(sandbox=self, name=name, uid=uid, home=home, profile=profile, gpus=gpus, tmp=tmp)
         session = self._open(session, readonly, writable, NetworkPolicy(host_ports=tuple(host_ports)))
         if session.separate_uid:
             home.chmod(0o700)
@@ -626,6 +628,8 @@ class Session:
     writable: list[Path] = field(default_factory=list)
     cgroup: SessionGroup | None = None
     network: Namespace | None = None
+    #: shown as /tmp (see bubblewrap.View.tmp)
+    tmp: Path | None = None
     #: loopback ports of the host this session may reach (as network.GATEWAY_ADDRESS:<port>)
     host_ports: tuple[int, ...] = ()
     closed: bool = False
@@ -710,6 +714,7 @@ class Session:
             cgroup_mounts=self.cgroup.mounted_at() if self.cgroup is not None else {},
             devices=gpus,
             optional_devices=list(_GPU_SHARED_NODES) if gpus else [],
+            tmp=self.tmp,
         )
 
     def _bwrap_args(self, cwd: Path | None = None) -> list[str]:

@@ -60,6 +60,8 @@ DATA_LIBRARY_PATH = Path(bia_binder.__file__).resolve().parents[1]
 BINDER_REQUEST_KEYS = ("repo_url", "binder_ref_url", "binder_launch_host", "binder_persistent_request", "binder_request")
 
 ANONYMOUS_PREFIX = "binder-"
+#: where an anonymous session's /tmp lives on its disk (hidden in JupyterLab's file browser)
+TMP_DIR_NAME = ".tmp"
 
 #: one builder per environment cache for the whole hub, so that sessions asking for the same
 #: environment at once share one build (EnvBuilder joins builds of the same key)
@@ -156,6 +158,7 @@ class BinderSpawner(LocalProcessSpawner):
             readonly=self.readonly_paths(environment),
             anonymous=self.is_anonymous,
             host_ports=self.host_services_ports(),
+            tmp=self.tmp_dir,
         )
         # the proxy (on this host) reaches the server inside through this port
         self.port = self.port or random_port()
@@ -197,6 +200,16 @@ class BinderSpawner(LocalProcessSpawner):
         if profile.disk_limit:
             self.make_ephemeral_disk(profile.disk_limit)
         shutil.copytree(environment.repo_dir, self.home, symlinks=True, dirs_exist_ok=True)
+
+    @property
+    def tmp_dir(self) -> Path | None:
+        """An anonymous session's /tmp on its disk: a full /tmp then means ENOSPC for that session, not an
+        out-of-memory kill (a tmpfs would count against its memory limit)."""
+        if not self.is_anonymous or not os.path.ismount(self.home):
+            return None
+        tmp = self.home / TMP_DIR_NAME
+        tmp.mkdir(mode=0o700, exist_ok=True)
+        return tmp
 
     @property
     def ephemeral_disks(self) -> EphemeralDisks:
