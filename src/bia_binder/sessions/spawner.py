@@ -461,10 +461,7 @@ class BinderSpawner(LocalProcessSpawner):
         pid = self.pid
         # the sandbox first: bubblewrap forwards no signal, so the session's own processes get SIGTERM (and
         # time to save) from its cleanup; the pid JupyterHub started has exited by the time its stop() looks
-        session = self.sandbox_session or await asyncio.to_thread(Sandbox(parent=self).adopt, self.user.name)
-        if session is not None:
-            await asyncio.to_thread(session.cleanup)
-        self.sandbox_session = None
+        await self.release_sandbox()
         await super().stop(now=now)
         # kernels and terminals live in the server's process group (start_new_session=True)
         if pid:
@@ -472,6 +469,28 @@ class BinderSpawner(LocalProcessSpawner):
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+        await self.release_resources()
+
+    async def poll(self) -> int | None:
+        had_process = bool(self.pid)
+        status = await super().poll()
+        if status is not None and had_process:
+            # A server that died by itself (its memory limit, kill -9) is never stop()ped: JupyterHub's
+            # User.stop calls Spawner.stop only while poll() says running. Free what it held here, while
+            # the state still names it (clear_state comes next).
+            self.log.info("The server of %s exited (%s): releasing what its session held", self.user.name, status)
+            await self.release_sandbox()
+            await self.release_resources()
+        return status
+
+    async def release_sandbox(self) -> None:
+        session = self.sandbox_session or await asyncio.to_thread(Sandbox(parent=self).adopt, self.user.name)
+        if session is not None:
+            await asyncio.to_thread(session.cleanup)
+        self.sandbox_session = None
+
+    async def release_resources(self) -> None:
+        """Unpin the environment, unmount the home, delete an anonymous disk: each at most once."""
         key = self.environment_in_use.key if self.environment_in_use is not None else self.environment_key
         if key:
             self.builder.unpin(key, self.user.name)
