@@ -27,6 +27,7 @@ from ..events import LaunchError
 from ..environments import default as default_environment
 from ..hub.logs import LOGGING_CONFIG
 from ..sessions.admission import RESERVATION_PREFIX, Admission
+from ..sessions.profiles import ResourceProfiles
 from ..sessions.reconcile import Reconciler
 from ..sessions.sandbox import Sandbox, configure_sandbox
 from ..settings import UpSettings
@@ -111,7 +112,8 @@ class BinderService(Application):
             hub_api_url=os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
             hub_api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
         )
-        self.admission = Admission(parent=self)
+        self.admission = Admission(parent=self, sessions_dir=str(Path(self.data_dir) / "sessions"))
+        self.session_disk_limit = ResourceProfiles(parent=self).anonymous_profile().disk_limit
         self._reservations = itertools.count()
         self.pipeline = LaunchPipeline(self)
 
@@ -122,7 +124,7 @@ class BinderService(Application):
         """
         self.admission.sync(await self.launcher.running_sessions())
         reservation = f"{RESERVATION_PREFIX}{next(self._reservations)}"
-        self.admission.admit(reservation, user_slug(resolved.slug))
+        self.admission.admit(reservation, user_slug(resolved.slug), disk_bytes=self.session_disk_limit)
         return reservation
 
     def builder_info(self) -> dict[str, Any]:
