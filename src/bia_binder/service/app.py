@@ -31,10 +31,12 @@ from ..sessions.profiles import ResourceProfiles
 from ..sessions.reconcile import Reconciler
 from ..sessions.sandbox import Sandbox, configure_sandbox
 from ..settings import UpSettings
+from .bans import BanList
 from .handlers import NotFoundHandler, StaticHandler, routes
 from .launcher import Launcher, user_slug
 from .metrics import Metrics
 from .pipeline import LaunchPipeline
+from .ratelimit import RateLimiter
 
 HERE = Path(__file__).parent
 
@@ -112,6 +114,8 @@ class BinderService(Application):
             hub_api_url=os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
             hub_api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
         )
+        self.rate_limiter = RateLimiter(parent=self)
+        self.bans = BanList(parent=self)
         self.admission = Admission(parent=self, sessions_dir=str(Path(self.data_dir) / "sessions"))
         self.session_disk_limit = ResourceProfiles(parent=self).anonymous_profile().disk_limit
         self._reservations = itertools.count()

@@ -68,7 +68,9 @@ class LaunchPipeline:
 
     async def _resolve(self, request: LaunchRequest) -> ResolvedRepo:
         provider = get_provider(request.provider, request.spec, parent=self.service)
-        return await provider.resolve()
+        resolved = await provider.resolve()
+        self.service.bans.check_repository(resolved.repo_url)
+        return resolved
 
     async def _environment(self, resolved: ResolvedRepo, emit: Emit) -> Built:
         if self.service.container_builds == "always":
