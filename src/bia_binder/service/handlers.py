@@ -235,6 +235,15 @@ class HealthHandler(BaseHandler):
         self.finish({"ok": ok, "checks": checks})
 
 
+class RouteProbeHandler(BaseHandler):
+    """What /health asks for through the proxy: this process's instance id (see BinderService.route_status)."""
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/plain")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(self.service.instance_id)
+
+
 class VersionsHandler(BaseHandler):
     def get(self) -> None:
         self.finish({"binderhub": f"bia-binder {__version__}", "builder_info": self.service.builder_info()})
@@ -321,6 +330,7 @@ def routes(base_url: str) -> list[tuple]:
         (rf"{prefix}/v2{SPEC_PATTERN}", LaunchPageHandler),
         (rf"{prefix}/build{SPEC_PATTERN}", BuildHandler),
         (rf"{prefix}/health/?", HealthHandler),
+        (rf"{prefix}/health/route-probe", RouteProbeHandler),
         (rf"{prefix}/versions/?", VersionsHandler),
         (rf"{prefix}/api/repoproviders/?", RepoProvidersHandler),
         (rf"{prefix}/api/openapi\.json", OpenAPIHandler),

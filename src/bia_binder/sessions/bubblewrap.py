@@ -142,8 +142,6 @@ def bind_args(view: View) -> list[str]:
         args += ["--ro-bind", str(source), str(inside)]
     for path in view.writable:
         args += ["--bind", str(path), str(path)]
-    if view.tmp is not None:
-        args += ["--bind", str(view.tmp), "/tmp"]
     if view.home is not None:
         args += ["--bind", str(view.home), str(view.home_inside)]
     return args
@@ -154,7 +152,9 @@ def view_args(view: View, cwd: Path | None = None) -> list[str]:
     hidden, hidden_dirs = hidden_args(view)
     home = [view.home_inside] if view.home_inside is not None else []
     destinations = [*view.readonly, *view.writable, *home, *view.files, *view.cgroup_mounts]
-    args = system_args(view) + base_mounts() + hidden + directory_args(view, destinations) + bind_args(view)
+    # the session's /tmp first: binds below /tmp (a data dir under /tmp) go on top of it, not under it
+    tmp = ["--bind", str(view.tmp), "/tmp"] if view.tmp is not None else []
+    args = system_args(view) + base_mounts() + tmp + hidden + directory_args(view, destinations) + bind_args(view)
     # read-only only now: bubblewrap creates the mount points of the binds above inside them
     for path in hidden_dirs:
         args += ["--remount-ro", path]
