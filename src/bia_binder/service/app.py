@@ -39,6 +39,8 @@ from .handlers import NotFoundHandler, StaticHandler, routes
 from .launcher import Launcher, user_slug
 from .metrics import Metrics
 from .pipeline import LaunchPipeline
+from .pool import Pool
+from .queue import LaunchQueue
 from .ratelimit import RateLimiter
 
 HERE = Path(__file__).parent
@@ -124,6 +126,8 @@ class BinderService(Application):
             hub_api_url=os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
             hub_api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
         )
+        self.queue = LaunchQueue(parent=self)
+        self.pool = Pool(self, parent=self)
         self.rate_limiter = RateLimiter(parent=self)
         self.bans = BanList(parent=self)
         self.instance_id = secrets.token_hex(8)
@@ -164,7 +168,10 @@ class BinderService(Application):
             {"service": "JupyterHub API", **hub},
             {"service": "Disk space", "ok": free >= self.min_free_disk_bytes, "free_bytes": free},
             {"service": "Builds under way", "ok": True, "count": len(self.pipeline.builds)},
+            {"service": "Launch queue", "ok": True, "active": self.queue.active, "waiting": self.queue.waiting},
         ]
+        if self.pool.warm:
+            checks.append({"service": "Pool", "ok": True, "idle": self.pool.idle(), "ended": self.pool.ended})
         if route is not None:
             checks.insert(1, {"service": "Proxy route", **route})
         return checks
@@ -232,7 +239,11 @@ class BinderService(Application):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        background = [asyncio.ensure_future(self.reconcile_periodically()), asyncio.ensure_future(self.exit_with_hub(stop))]
+        background = [
+            asyncio.ensure_future(self.reconcile_periodically()),
+            asyncio.ensure_future(self.exit_with_hub(stop)),
+            asyncio.ensure_future(self.pool.run()),
+        ]
         await stop.wait()
         self.log.info("Stopping: %d build(s) under way", len(self.pipeline.builds))
         server.stop()
