@@ -57,6 +57,10 @@ def test_a_burst_is_queued_with_its_place_in_line_and_every_launch_gets_ready(st
     positions = [e["position"] for events in results for e in events if e["phase"] == "waiting" and "position" in e]
     assert positions and max(positions) >= 2, "with one start at a time, someone waited behind another"
     assert all(isinstance(p, int) and p >= 1 for p in positions)
+    # the build log (the first launch built) shows no host path
+    messages = " ".join(e["message"] for events in results for e in events)
+    assert "building" in [e["phase"] for events in results for e in events]
+    assert str(stack.data_dir) not in messages and str(stack.data_dir.resolve()) not in messages
 
 
 def test_a_pooled_launch_is_handed_a_started_server_and_the_pool_refills(stack):

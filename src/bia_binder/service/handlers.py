@@ -105,6 +105,7 @@ class BaseHandler(web.RequestHandler):
                 version=__version__,
                 hub_url=self.service.hub_prefix,
                 login_url=f"{self.service.hub_prefix}login",
+                logins=self.service.logins,  # no "Log in" that leads to a 403 where nobody can log in
                 xsrf_form_html=self.xsrf_form_html,
                 banner=self.service.banner,
                 **context,
