@@ -204,8 +204,11 @@ def supervise(start: Callable[[], subprocess.Popen], stop_timeout: float = STOP_
     signal.signal(signal.SIGTERM, stop)
     while True:
         try:
-            status = hub.wait(timeout=stop_timeout if stop_requested else None)
+            # short waits: a signal handler runs between them (a wait already under way would not see it)
+            status = hub.wait(timeout=0.25)
         except subprocess.TimeoutExpired:
+            if not stop_requested or time.monotonic() - stop_requested[0] < stop_timeout:
+                continue
             print(f"bia-binder: the hub did not stop within {stop_timeout:g} s; ending it", flush=True)
             force_stop(hub)
             status = hub.wait()
