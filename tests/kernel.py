@@ -38,7 +38,8 @@ async def run_cell(server_url: str, token: str, code: str, timeout: float = 120)
         try:
             ws_url = base.replace("http", "ws", 1) + f"/api/kernels/{kernel['id']}/channels"
             # a header, not ?token=: jupyterhub-singleuser takes URL tokens on websockets only from browsers
-            request = HTTPRequest(ws_url, headers=headers)
+            # tornado's 20 s default is too short for a kernel's first websocket on a busy 2-core machine
+            request = HTTPRequest(ws_url, headers=headers, connect_timeout=timeout, request_timeout=timeout)
             return await asyncio.wait_for(_execute(request, code), timeout)
         finally:
             await client.delete(f"{base}/api/kernels/{kernel['id']}")

@@ -289,6 +289,11 @@ class EnvBuilder(LoggingConfigurable):
     async def _build_in(self, build_dir: Path, source_dir: Path, key: str, log: LogFn, anonymous: bool) -> Environment:
         started = time.monotonic()
         repo_dir = build_dir / "repo"
+        # the log is the user's: paths relative to the repository, placeholders for the host's directories
+        places = {repo_dir: ".", build_dir / "env": "<environment>", build_dir: "<build>", self.cache.root: "<environments>"}
+        if uv_cache := self.effective_uv_cache_dir():
+            places[Path(uv_cache)] = "<uv cache>"
+        log = without_host_paths(log, places)
         await asyncio.to_thread(shutil.copytree, source_dir, repo_dir, symlinks=True)
         repo = RepoFiles(repo_dir)
         pack = detect_buildpack(repo)
@@ -512,6 +517,24 @@ class EnvBuilder(LoggingConfigurable):
         if self.index_url:
             environ["UV_INDEX_URL"] = self.index_url
         return environ
+
+
+def without_host_paths(log: LogFn, places: dict[Path, str]) -> LogFn:
+    """``log`` with each of ``places``' host paths (and what they resolve to) replaced by its placeholder;
+    a file below the repository becomes its path relative to the repository (``./setup.py`` → ``setup.py``)."""
+    pairs: list[tuple[str, str]] = []
+    for path, placeholder in places.items():
+        for spelling in {str(path), str(Path(path).resolve())}:
+            inside = "" if placeholder == "." else f"{placeholder}/"
+            pairs += [(f"{spelling}/", inside), (spelling, placeholder)]
+    pairs.sort(key=lambda pair: len(pair[0]), reverse=True)  # longest first: a path before its parent
+
+    def relative(line: str) -> None:
+        for host, placeholder in pairs:
+            line = line.replace(host, placeholder)
+        log(line)
+
+    return relative
 
 
 @lru_cache(maxsize=64)
