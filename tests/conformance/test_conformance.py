@@ -29,7 +29,7 @@ CONFORMANCE_SESSION_PACKAGES = ["packaging"]
 @pytest.fixture(scope="module")
 def builder(tmp_path_factory: pytest.TempPathFactory) -> EnvBuilder:
     cache = tmp_path_factory.mktemp("conformance") / "envs"
-    return EnvBuilder(cache_dir=str(cache), session_packages=CONFORMANCE_SESSION_PACKAGES)
+    return EnvBuilder(cache_dir=str(cache), session_packages=CONFORMANCE_SESSION_PACKAGES, extra_packages={})
 
 
 def test_every_case_says_what_it_expects() -> None:

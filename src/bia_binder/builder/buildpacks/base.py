@@ -88,7 +88,7 @@ class BuildContext:
     interpreter: str  # the Python the environment is created with
     uv: UvInstaller  # installs into the environment being built
     conda: CondaInstaller  # conda solver and installer for the same environment
-    session_packages: list[str]  # what every session needs (jupyterlab, jupyterhub, the data library's deps)
+    session_packages: list[str]  # the notebook server every session needs (jupyterlab, jupyterhub-singleuser)
     scratch_dir: Path  # for generated files (requirements lists, constraints); not published
 
 

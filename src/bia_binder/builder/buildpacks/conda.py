@@ -83,8 +83,10 @@ class CondaBuildPack(BuildPack):
         spec = read_environment_yml(ctx.repo)
         requirements = ctx.scratch_dir / "environment-pip.txt"
         requirements.write_text("\n".join(pip_requirements(spec)) + "\n")
-        args = [*ctx.session_packages, "-r", str(requirements), *own_package_args(ctx.repo)]
-        await ctx.uv.pip_install(args, cwd=ctx.repo.config_dir, what="installing environment.yml's pip packages")
+        args = ["-r", str(requirements), *own_package_args(ctx.repo)]
+        await ctx.uv.install_requirements(
+            args, ctx.session_packages, cwd=ctx.repo.config_dir, what="installing environment.yml's pip packages"
+        )
 
 
 async def install_conda_packages(ctx: BuildContext, records: list) -> None:
