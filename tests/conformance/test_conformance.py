@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bia_binder.builder import EnvBuilder
-from bia_binder.builder.cli import directory_fingerprint
+from bia_binder.builder.cli import directory_fingerprint, run_environ
 from bia_binder.events import LaunchError
 
 HERE = Path(__file__).parent
@@ -63,7 +63,7 @@ async def test_conformance(case: Path, builder: EnvBuilder, tmp_path: Path) -> N
         subprocess.run,
         env.command([str(workdir / "verify")]),
         cwd=workdir,
-        env=env.session_environ(os.environ),
+        env=run_environ(env, workdir),
         capture_output=True,
         text=True,
         timeout=300,

@@ -365,7 +365,7 @@ class EnvBuilder(LoggingConfigurable):
             )
         shutil.rmtree(scratch)
         (ctx.uv.site_packages / DATA_LIBRARY_PTH).write_text(self.data_library_path + "\n")
-        await self._post_build(repo, build_dir, run)
+        await self._post_build(repo, build_dir, run, jail)
         own_bytes = await asyncio.to_thread(own_disk_usage, build_dir)
         if reason := self._disk_limit_reason(own_bytes):
             raise CommandLimitExceeded(reason)
@@ -492,15 +492,35 @@ class EnvBuilder(LoggingConfigurable):
         """Sandboxed builds (and sessions) run as other uids: an interpreter under a private home is no use."""
         return not (self.sandboxed and os.geteuid() == 0) or _usable_by_everyone(interpreter)
 
-    async def _post_build(self, repo: RepoFiles, build_dir: Path, run) -> None:
+    async def _post_build(self, repo: RepoFiles, build_dir: Path, run, jail) -> None:
         if not repo.has("postBuild"):
             return
         script = repo.path("postBuild")
         script.chmod(script.stat().st_mode | 0o111)
         env = Environment(key="", root=build_dir)
         # HOME is the checkout, as in repo2docker: what postBuild writes to ~ is in every session's home
-        # an allow-listed environment (environ.py): never the service's own, which holds its hub token
-        result = await run([str(script)], repo.root, env.session_environ(build_environ(HOME=str(repo.root))))
+        # (inside the sandbox both are /home/jovyan); an allow-listed environment (environ.py): never the
+        # service's own, which holds its hub token. Download caches (pip's, npm's) go beside the build,
+        # not into ~, which every session gets a copy of.
+        caches = build_dir / "postbuild-caches"
+        caches.mkdir(exist_ok=True)
+        if jail is not None:
+            await asyncio.to_thread(jail.own, caches)
+        # the checkout as postBuild sees it: /home/jovyan in the sandbox (its cwd there), else its own path
+        repo_dir = str(jail.home_inside) if jail is not None else str(repo.root)
+        environ = build_environ(
+            HOME=repo_dir,
+            PIP_CACHE_DIR=str(caches / "pip"),
+            NPM_CONFIG_CACHE=str(caches / "npm"),
+            XDG_CACHE_HOME=str(caches),
+        )
+        if self.index_url:
+            environ["PIP_INDEX_URL"] = self.index_url
+        try:
+            cwd = None if jail is not None else repo.root
+            result = await run([str(script)], cwd, env.session_environ(environ, repo_dir=repo_dir))
+        finally:
+            await asyncio.to_thread(shutil.rmtree, caches, True)
         if result.returncode:
             last = next((line for line in reversed(result.tail) if line.strip()), "no output")
             raise LaunchError(f"postBuild failed with exit status {result.returncode}: {last.strip()}", 500)

@@ -92,10 +92,11 @@ class UvInstaller:
         return self.env_dir / "bin" / "python"
 
     async def create_venv(self, interpreter: str) -> None:
-        # relocatable: the environment is built under a temporary name and then renamed into the cache
-        result = await self.run(
-            [self.uv_bin, "venv", "--relocatable", "--python", interpreter, str(self.env_dir)], None, {}
-        )
+        # relocatable: the environment is built under a temporary name and then renamed into the cache;
+        # seeded: the environment has its own pip, so `pip install` in postBuild, a terminal or `%pip` in a
+        # notebook installs into it (never into whatever pip the host has on PATH), and `pip list` shows it
+        argv = [self.uv_bin, "venv", "--relocatable", "--seed", "--python", interpreter, str(self.env_dir)]
+        result = await self.run(argv, None, {})
         if result.returncode:
             raise LaunchError(f"creating the environment failed: {explain_uv_failure(result.tail)}", 500)
 

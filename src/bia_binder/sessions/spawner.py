@@ -172,6 +172,13 @@ class BinderSpawner(LocalProcessSpawner):
         values = [self.hub.api_url, *(v for v in self.environment.values() if isinstance(v, str))]
         return tuple(sorted({port for value in values if (port := loopback_port(value))}))
 
+    repo_slug = Unicode("", help="A logged-in session's repository folder in its home ('' for the default environment).")
+
+    @property
+    def repo_dir_inside(self) -> Path:
+        """Where the session sees the repository's copy: its home (anonymous), ``~/<slug>`` (logged in)."""
+        return self.home_inside / self.repo_slug if self.repo_slug else self.home_inside
+
     @property
     def home_inside(self) -> Path:
         """The session's home as the session sees it (a fixed path inside the sandbox)."""
@@ -310,7 +317,8 @@ class BinderSpawner(LocalProcessSpawner):
             env = self.sandbox_session.environ(env)
             if self.sandbox_session.network is not None:
                 env = through_gateway(env, self.sandbox_session.host_ports)
-        env = self.environment_in_use.session_environ(env)  # the same variables `bia-binder run` sets
+        # the same variables `bia-binder run` sets; REPO_DIR is the repository's copy (repo2docker's contract)
+        env = self.environment_in_use.session_environ(env, repo_dir=str(self.repo_dir_inside))
         profile = self.profile_in_use
         env.update(session_dask_environment(cpus=profile.cpu_limit, memory=profile.mem_limit))
         for key in BINDER_REQUEST_KEYS:
@@ -393,6 +401,7 @@ class BinderSpawner(LocalProcessSpawner):
         profile = self.resource_profile(choice)  # an unknown profile fails before any build
         environment, slug = await self.chosen_environment(choice)
         self.home_dir = str(await asyncio.to_thread(self.persistent_home))
+        self.repo_slug = slug
         if slug:
             self.copy_repository_into_home(environment, slug)
         # JupyterLab opens the repository's copy; the file browser still reaches the whole home

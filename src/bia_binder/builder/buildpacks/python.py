@@ -14,7 +14,7 @@ class PythonBuildPack(BuildPack):
     name = "python"
 
     def detect(self, repo: RepoFiles) -> bool:
-        return repo.has("requirements.txt") or repo.has_own_package or repo.runtime_python is not None
+        return repo.has("requirements.txt") or repo.has_own_package or repo.asks_for_python
 
     async def install(self, ctx: BuildContext) -> None:
         args = []
