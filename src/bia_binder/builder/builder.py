@@ -366,6 +366,7 @@ class EnvBuilder(LoggingConfigurable):
         shutil.rmtree(scratch)
         (ctx.uv.site_packages / DATA_LIBRARY_PTH).write_text(self.data_library_path + "\n")
         await self._post_build(repo, build_dir, run, jail)
+        await asyncio.to_thread(self._open_to_session_layers, env_dir)
         own_bytes = await asyncio.to_thread(own_disk_usage, build_dir)
         if reason := self._disk_limit_reason(own_bytes):
             raise CommandLimitExceeded(reason)
@@ -524,6 +525,20 @@ class EnvBuilder(LoggingConfigurable):
         if result.returncode:
             last = next((line for line in reversed(result.tail) if line.strip()), "no output")
             raise LaunchError(f"postBuild failed with exit status {result.returncode}: {last.strip()}", 500)
+
+    def _open_to_session_layers(self, env_dir: Path) -> None:
+        """Directories of the environment group-writable for Sandbox.layer_gid, which sessions hold only inside
+        their sandbox, where the environment is read-only under a writable overlay of their own: so `pip install`
+        in a session may change its layer (as in a repo2docker container), never the shared environment.
+        Directories only: files are hardlinks into uv's cache, and pip replaces files rather than editing them."""
+        if os.geteuid() != 0:
+            return  # only root hands groups out; sessions of a non-root service keep a read-only environment
+        from ..sessions.sandbox import Sandbox
+
+        gid = Sandbox(parent=self).layer_gid
+        for directory, _dirnames, _files in os.walk(env_dir):
+            os.chown(directory, -1, gid, follow_symlinks=False)
+            os.chmod(directory, os.stat(directory).st_mode | 0o070)
 
     def _disk_limit_reason(self, used_bytes: int) -> str | None:
         if used_bytes <= self.disk_limit:

@@ -62,6 +62,8 @@ BINDER_REQUEST_KEYS = ("repo_url", "binder_ref_url", "binder_launch_host", "bind
 ANONYMOUS_PREFIX = "binder-"
 #: where an anonymous session's /tmp lives on its disk (hidden in JupyterLab's file browser)
 TMP_DIR_NAME = ".tmp"
+#: where a session's changes to its environment live (per environment: a logged-in user's persist with their home)
+LAYERS_DIR_NAME = ".environment-layers"
 
 #: one builder per environment cache for the whole hub, so that sessions asking for the same
 #: environment at once share one build (EnvBuilder joins builds of the same key)
@@ -159,6 +161,8 @@ class BinderSpawner(LocalProcessSpawner):
             anonymous=self.is_anonymous,
             host_ports=self.host_services_ports(),
             tmp=self.tmp_dir,
+            # `pip install` / `%pip install` in the session change its own layer of the environment
+            layers=[(environment.env_dir, self.home / LAYERS_DIR_NAME / environment.key)],
         )
         # the proxy (on this host) reaches the server inside through this port
         self.port = self.port or random_port()
