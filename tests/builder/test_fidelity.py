@@ -13,7 +13,6 @@ from bia_binder.builder.builder import data_extra_requirements
 from bia_binder.data import _requirements
 from bia_binder.events import LaunchError
 
-pytestmark = pytest.mark.slow
 
 
 def make_repo(root: Path, files: dict[str, str]) -> Path:
@@ -32,6 +31,7 @@ def versions(env_dir: Path) -> dict[str, str]:
     return found
 
 
+@pytest.mark.slow
 async def test_an_optional_group_that_conflicts_is_left_out_and_said(tmp_path: Path) -> None:
     builder = EnvBuilder(
         cache_dir=str(tmp_path / "envs"),
@@ -51,6 +51,7 @@ async def test_an_optional_group_that_conflicts_is_left_out_and_said(tmp_path: P
     assert set(meta["left_out"]) == {"needs-new-six"}
 
 
+@pytest.mark.slow
 async def test_a_conflict_inside_the_repository_is_a_400_naming_it(tmp_path: Path) -> None:
     builder = EnvBuilder(cache_dir=str(tmp_path / "envs"), session_packages=["packaging"], extra_packages={})
     repo = make_repo(tmp_path / "repo", {"requirements.txt": "six==1.16.0\nsix==1.17.0\n"})
@@ -60,6 +61,7 @@ async def test_a_conflict_inside_the_repository_is_a_400_naming_it(tmp_path: Pat
     assert "six" in failure.value.message and "notebook server" not in failure.value.message
 
 
+@pytest.mark.slow
 async def test_a_conflict_with_the_notebook_server_says_so(tmp_path: Path) -> None:
     builder = EnvBuilder(cache_dir=str(tmp_path / "envs"), session_packages=["packaging>=24"], extra_packages={})
     repo = make_repo(tmp_path / "repo", {"requirements.txt": "packaging==20.0\n"})
@@ -69,6 +71,7 @@ async def test_a_conflict_with_the_notebook_server_says_so(tmp_path: Path) -> No
     assert "conflict with the notebook server every session needs (packaging>=24)" in failure.value.message
 
 
+@pytest.mark.slow
 async def test_a_zarr_2_repository_keeps_exactly_its_pins(tmp_path: Path) -> None:
     """The bioimage stack of 2023-2024 notebooks: zarr 2, ome-zarr 0.9, numpy 1.26."""
     pins = {"zarr": "2.18.3", "ome-zarr": "0.9.0", "numpy": "1.26.4"}
@@ -97,3 +100,12 @@ async def test_a_zarr_2_repository_keeps_exactly_its_pins(tmp_path: Path) -> Non
 def test_the_import_check_lists_what_pyproject_lists() -> None:
     extra = {req.split(">=")[0].split("[")[0]: req.split(">=")[1] for req in data_extra_requirements()}
     assert dict(_requirements.REQUIREMENTS) == extra
+
+
+@pytest.mark.parametrize("suffix", [".dist-info", ".egg-info"])
+def test_the_host_check_notices_an_install(tmp_path: Path, suffix: str) -> None:
+    from tests.conftest import installed_distributions
+
+    before = installed_distributions([str(tmp_path)])
+    (tmp_path / f"six-1.16.0{suffix}").mkdir()
+    assert installed_distributions([str(tmp_path)]) - before == {str(tmp_path / f"six-1.16.0{suffix}")}

@@ -37,6 +37,7 @@ what it cannot give is left out of ``wrap`` (anonymous launches are then refused
 from __future__ import annotations
 
 import fcntl
+import grp
 import hashlib
 import json
 import os
@@ -184,6 +185,14 @@ class SessionRegistry:
         raise LaunchError(
             f"No free session uid left in {low}-{high}; stop some sessions or widen Sandbox.uid_range.", 503
         )
+
+
+def _gid_has_group(gid: int) -> bool:
+    try:
+        grp.getgrgid(gid)
+        return True
+    except KeyError:
+        return False
 
 
 def _uid_has_account(uid: int) -> bool:
@@ -585,6 +594,14 @@ class Sandbox(LoggingConfigurable):
         """The layer directories (``upper``/``work`` for overlayfs), created below ``home`` so they are handed over
         with it; a pair overlayfs cannot name (its options are comma/colon separated) is left out."""
         made = []
+        low, high = self.uid_range
+        if layers and (low <= self.layer_gid <= high or _gid_has_group(self.layer_gid) or self.layer_gid < 1000):
+            self.log.warning(
+                "No writable environment layers: Sandbox.layer_gid %d must be >= 1000, outside uid_range and "
+                "belong to no host group",
+                self.layer_gid,
+            )
+            return []
         for lower, layer in layers:
             lower, layer = Path(lower).resolve(), Path(home) / Path(layer).resolve().relative_to(home)
             if _OVERLAY_UNSAFE.search(f"{lower}{layer}"):
