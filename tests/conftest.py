@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import sys
+import sysconfig
 
 import pytest
 
@@ -26,3 +29,35 @@ def binder_stack():
     # a small disk for anonymous sessions, so that a test can fill it
     with BinderStack(config=f"c.ResourceProfiles.anonymous.update({{'disk_limit': {SESSION_DISK!r}}})\n") as stack:
         yield stack
+
+
+def host_site_dirs() -> list[str]:
+    """The package directories of the host's interpreters: the one running the suite, its base, the system's."""
+    candidates = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    base = sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_prefix})
+    candidates |= {base["purelib"], base["platlib"]}
+    for pattern in ("/usr/lib/python3*/*-packages", "/usr/local/lib/python3*/*-packages"):
+        candidates |= set(glob.glob(pattern))
+    return sorted(path for path in candidates if os.path.isdir(path))
+
+
+def installed_distributions(directories: list[str]) -> set[str]:
+    """``directory/name-version.dist-info`` of every installed package: cheap (directory listings only)."""
+    return {
+        os.path.join(directory, entry)
+        for directory in directories
+        for entry in os.listdir(directory)
+        if entry.endswith((".dist-info", ".egg-info"))
+    }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_interpreters_unchanged():
+    """Nothing the suite builds or runs (postBuild's pip, a session's %pip...) may install into a host interpreter."""
+    directories = host_site_dirs()
+    before = installed_distributions(directories)
+    yield
+    after = installed_distributions(directories)
+    if before != after:
+        added, removed = sorted(after - before), sorted(before - after)
+        pytest.fail(f"the host's interpreters changed during the tests: added {added[:10]}, removed {removed[:10]}")

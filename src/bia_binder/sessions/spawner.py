@@ -62,6 +62,8 @@ BINDER_REQUEST_KEYS = ("repo_url", "binder_ref_url", "binder_launch_host", "bind
 ANONYMOUS_PREFIX = "binder-"
 #: where an anonymous session's /tmp lives on its disk (hidden in JupyterLab's file browser)
 TMP_DIR_NAME = ".tmp"
+#: where a session's changes to its environment live (per environment: a logged-in user's persist with their home)
+LAYERS_DIR_NAME = ".environment-layers"
 
 #: one builder per environment cache for the whole hub, so that sessions asking for the same
 #: environment at once share one build (EnvBuilder joins builds of the same key)
@@ -159,6 +161,8 @@ class BinderSpawner(LocalProcessSpawner):
             anonymous=self.is_anonymous,
             host_ports=self.host_services_ports(),
             tmp=self.tmp_dir,
+            # `pip install` / `%pip install` in the session change its own layer of the environment
+            layers=[(environment.env_dir, self.home / LAYERS_DIR_NAME / environment.key)],
         )
         # the proxy (on this host) reaches the server inside through this port
         self.port = self.port or random_port()
@@ -171,6 +175,13 @@ class BinderSpawner(LocalProcessSpawner):
             return ()
         values = [self.hub.api_url, *(v for v in self.environment.values() if isinstance(v, str))]
         return tuple(sorted({port for value in values if (port := loopback_port(value))}))
+
+    repo_slug = Unicode("", help="A logged-in session's repository folder in its home ('' for the default environment).")
+
+    @property
+    def repo_dir_inside(self) -> Path:
+        """Where the session sees the repository's copy: its home (anonymous), ``~/<slug>`` (logged in)."""
+        return self.home_inside / self.repo_slug if self.repo_slug else self.home_inside
 
     @property
     def home_inside(self) -> Path:
@@ -310,7 +321,8 @@ class BinderSpawner(LocalProcessSpawner):
             env = self.sandbox_session.environ(env)
             if self.sandbox_session.network is not None:
                 env = through_gateway(env, self.sandbox_session.host_ports)
-        env = self.environment_in_use.session_environ(env)  # the same variables `bia-binder run` sets
+        # the same variables `bia-binder run` sets; REPO_DIR is the repository's copy (repo2docker's contract)
+        env = self.environment_in_use.session_environ(env, repo_dir=str(self.repo_dir_inside))
         profile = self.profile_in_use
         env.update(session_dask_environment(cpus=profile.cpu_limit, memory=profile.mem_limit))
         for key in BINDER_REQUEST_KEYS:
@@ -393,6 +405,7 @@ class BinderSpawner(LocalProcessSpawner):
         profile = self.resource_profile(choice)  # an unknown profile fails before any build
         environment, slug = await self.chosen_environment(choice)
         self.home_dir = str(await asyncio.to_thread(self.persistent_home))
+        self.repo_slug = slug
         if slug:
             self.copy_repository_into_home(environment, slug)
         # JupyterLab opens the repository's copy; the file browser still reaches the whole home
