@@ -79,9 +79,12 @@ class BinderKubeSpawner(KubeSpawner):
             setattr(self, name, value)
         # no home volume: anonymous sessions are ephemeral, bounded by ephemeral-storage
         self.storage_pvc_ensure = False
-        claims = {v.get("name") for v in self.volumes if isinstance(v, dict) and "persistentVolumeClaim" in v}
-        self.volumes = [v for v in self.volumes if not (isinstance(v, dict) and v.get("name") in claims)]
-        self.volume_mounts = [m for m in self.volume_mounts if not (isinstance(m, dict) and m.get("name") in claims)]
+        # (z2jh gives volumes as a dict keyed for merging, KubeSpawner takes either form)
+        volumes = self._sorted_dict_values(self.volumes)
+        mounts = self._sorted_dict_values(self.volume_mounts)
+        claims = {v.get("name") for v in volumes if "persistentVolumeClaim" in v}
+        self.volumes = [v for v in volumes if v.get("name") not in claims]
+        self.volume_mounts = [m for m in mounts if m.get("name") not in claims]
         # a plain Jupyter server in the image (as repo2docker images run), not jupyterhub-singleuser
         self.cmd = ["jupyter", "lab"]
         self.default_url = ""
