@@ -23,6 +23,7 @@ from traitlets.config import Application, Config
 
 from .. import __version__
 from ..builder import ContainerBuilder, EnvBuilder
+from ..builder.kubernetes import container_builder
 from ..events import LaunchError
 from ..environments import default as default_environment
 from ..hub.logs import LOGGING_CONFIG
@@ -105,7 +106,8 @@ class BinderService(Application):
             self.config.RepoProvider.allow_local_repos = True  # every provider is created with parent=self
         self.metrics = Metrics()
         self.builder = EnvBuilder(parent=self, cache_dir=str(Path(self.data_dir) / "envs"))
-        self.container_builder = ContainerBuilder(parent=self)
+        # repo2docker on a local engine, or in build pods when c.ContainerBuilder.engine = 'kubernetes'
+        self.container_builder = container_builder(parent=self)
         self.launcher = Launcher(
             parent=self,
             hub_api_url=os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
@@ -142,11 +144,14 @@ class BinderService(Application):
     async def health_checks(self) -> list[dict[str, Any]]:
         hub = await self.launcher.hub_status()
         free = shutil.disk_usage(self.data_dir).free
-        return [
+        checks = [
             {"service": "JupyterHub API", **hub},
             {"service": "Disk space", "ok": free >= self.min_free_disk_bytes, "free_bytes": free},
             {"service": "Builds under way", "ok": True, "count": len(self.pipeline.builds)},
         ]
+        if self.container_builds != "never" and hasattr(self.container_builder, "health_checks"):
+            checks.extend(await self.container_builder.health_checks())  # Kubernetes API and registry
+        return checks
 
     def make_app(self) -> web.Application:
         jinja_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True)
