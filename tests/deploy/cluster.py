@@ -99,7 +99,7 @@ class Cluster:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.version = 0
         self.history: list[tuple[int, str, str, dict[str, Any]]] = []
-        self.changed = asyncio.Condition()
+        self._changed = asyncio.Event()
         #: (plural, name) of every object created, and every create refused with 409
         self.created: list[tuple[str, str]] = []
         self.conflicts: list[tuple[str, str]] = []
@@ -117,8 +117,19 @@ class Cluster:
         self.history.append((self.version, kind, plural, copy.deepcopy(obj)))
         for listener in self.listeners:
             listener(kind, plural, obj)
-        async with self.changed:
-            self.changed.notify_all()
+        self.notify()
+
+    def notify(self) -> None:
+        """Wake every watch and log stream (a new event each time: waiting on it is cancellation-safe)."""
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def changed(self, timeout: float) -> None:
+        """Until the next change, or ``timeout`` seconds."""
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except TimeoutError:
+            pass
 
     async def create(self, plural: str, namespace: str, obj: dict[str, Any]) -> dict[str, Any] | None:
         obj = copy.deepcopy(obj)
@@ -246,11 +257,7 @@ class CollectionHandler(_Base):
                 await self.flush()
             except Exception:  # noqa: BLE001 - the client went away
                 return
-            async with self.cluster.changed:
-                try:
-                    await asyncio.wait_for(self.cluster.changed.wait(), max(0.01, min(1.0, deadline - time.monotonic())))
-                except TimeoutError:
-                    pass
+            await self.cluster.changed(max(0.01, min(1.0, deadline - time.monotonic())))
             if self.request.connection.stream.closed():  # type: ignore[union-attr]
                 return
 
@@ -306,11 +313,7 @@ class LogHandler(_Base):
                 if pod is None or len(self.cluster.logs.get((namespace, name), b"")) == sent:
                     return
                 continue
-            async with self.cluster.changed:
-                try:
-                    await asyncio.wait_for(self.cluster.changed.wait(), 0.2)
-                except TimeoutError:
-                    pass
+            await self.cluster.changed(0.2)
 
 
 class Registry:
@@ -428,6 +431,13 @@ class Kubelet:
         else:
             root.mkdir(parents=True)
         env = {**self.base_env, **image["env"], "HOSTNAME": name, "HOME": str(root)}
+        run_as = {(c.get("securityContext") or {}).get("runAsUser") for c in (pod["spec"], container)} - {None}
+        if os.geteuid() == 0 and 0 not in run_as:
+            # This kubelet cannot switch to the pod's uid (the test's files and interpreter live under root's
+            # private directories), so the process stays root; Jupyter refuses root unless told, so tell it
+            # here, in the container's own home, what the uid would have made unnecessary.
+            (root / ".jupyter").mkdir(exist_ok=True)
+            (root / ".jupyter" / "jupyter_server_config.json").write_text('{"ServerApp": {"allow_root": true}}')
         env["PATH"] = os.pathsep.join([*image["bin"], env.get("PATH", os.defpath)])
         for item in container.get("env") or []:
             if "value" in item:
@@ -461,8 +471,7 @@ class Kubelet:
         assert process.stdout is not None
         while line := await process.stdout.readline():
             log.extend(line)
-            async with self.cluster.changed:
-                self.cluster.changed.notify_all()
+            self.cluster.notify()
         code = await process.wait()
         if key in self.processes:  # not deleted
             self.processes.pop(key, None)

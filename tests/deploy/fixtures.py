@@ -47,7 +47,7 @@ async def start_emulated_cluster(workdir: Path) -> EmulatedCluster:
         },
     )
     # what a node's containers inherit: this machine's settings (proxies, certificates, uv's cache), no hub's
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "KUBERNETES_", "PYTEST_"))}
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "KUBERNETES_", "PYTEST_"))}
     base_env.setdefault("UV_CACHE_DIR", str(PROJECT_ROOT / ".cache" / "uv"))
     kubelet = Kubelet(cluster, registry, workdir / "pods", base_env)
     git = GitServer(workdir / "git").start()

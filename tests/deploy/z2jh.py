@@ -35,12 +35,9 @@ SERVICE_ENVIRONMENT = {
 }
 
 
-def hub_config(objects: list[dict[str, Any]], workdir: Path, environ: dict[str, str]) -> Config:
-    """The traitlets config the hub pod would load from the rendered ``objects``.
-
-    ``environ`` (e.g. ``monkeypatch.setenv``-managed ``os.environ``) gets :data:`SERVICE_ENVIRONMENT`.
-    """
-    root = workdir / "etc-jupyterhub"
+def write_hub_files(objects: list[dict[str, Any]], root: Path) -> Path:
+    """The hub pod's ``/usr/local/etc/jupyterhub`` from the rendered ConfigMap and Secret, at ``root``;
+    returns the path of z2jh's ``jupyterhub_config.py`` there."""
     [config_map] = by_kind(objects, "ConfigMap", "hub")
     [secret] = by_kind(objects, "Secret", "hub")
     (root / "config").mkdir(parents=True, exist_ok=True)
@@ -53,6 +50,22 @@ def hub_config(objects: list[dict[str, Any]], workdir: Path, environ: dict[str, 
     config_py = (HUB_FILES / "jupyterhub_config.py").read_text()
     assert CURL in config_py, "z2jh's config changed: review this harness"
     (root / "jupyterhub_config.py").write_text(config_py.replace(CURL, "pass  # (test harness) " + CURL))
+    return root / "jupyterhub_config.py"
+
+
+def secret_value(objects: list[dict[str, Any]], key: str) -> str:
+    """A key of the rendered hub Secret (e.g. a service's generated API token)."""
+    [secret] = by_kind(objects, "Secret", "hub")
+    return base64.b64decode(secret["data"][key]).decode()
+
+
+def hub_config(objects: list[dict[str, Any]], workdir: Path, environ: dict[str, str]) -> Config:
+    """The traitlets config the hub pod would load from the rendered ``objects``.
+
+    ``environ`` (e.g. ``monkeypatch.setenv``-managed ``os.environ``) gets :data:`SERVICE_ENVIRONMENT`.
+    """
+    root = workdir / "etc-jupyterhub"
+    write_hub_files(objects, root)
     environ.update(SERVICE_ENVIRONMENT)
     sys.modules.pop("z2jh", None)  # a previous call's copy, reading another directory
     try:

@@ -8,11 +8,13 @@ needs from the hub, as ``bia-binder up``'s configuration does on one machine:
   limited to that group (:mod:`bia_binder.hub.temporary_users`);
 - the group, and a second culler that deletes the temporary users it stops (z2jh's culler only
   stops servers: ``cull.users`` would delete logged-in users too);
-- logged-in users cannot take the anonymous users' ``binder-`` prefix.
+- logged-in users cannot log in under the anonymous users' ``binder-`` prefix.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 from ..hub.temporary_users import configure_temporary_users
@@ -42,5 +44,22 @@ def configure_hub(c: Any, cull: dict[str, Any] | None = None, service_name: str 
                 "services": ["idle-culler-temporary"],
             },
         ]
-    pattern = c.Authenticator.get("username_pattern", "")
-    c.Authenticator.username_pattern = f"(?!{ANONYMOUS_PREFIX})" + (f"(?:{pattern})" if pattern else "")
+    # at login, not with username_pattern: that would also refuse the binder-… users the endpoint creates
+    c.Authenticator.post_auth_hook = refuse_anonymous_names(c.Authenticator.get("post_auth_hook"))
+
+
+def refuse_anonymous_names(previous: Callable | None = None) -> Callable:
+    """A ``post_auth_hook`` refusing logins as ``binder-…`` (the spawner runs those names as anonymous sessions)."""
+
+    async def hook(authenticator: Any, handler: Any, authentication: dict[str, Any] | None) -> dict[str, Any] | None:
+        if previous is not None:
+            authentication = previous(authenticator, handler, authentication)
+            if inspect.isawaitable(authentication):
+                authentication = await authentication
+        if authentication and str(authentication.get("name", "")).startswith(ANONYMOUS_PREFIX):
+            authenticator.log.warning("Refused a login as %s: names %s... are anonymous sessions'",
+                                      authentication["name"], ANONYMOUS_PREFIX)
+            return None
+        return authentication
+
+    return hook
