@@ -14,8 +14,10 @@ address on loopback and point the clients at the emulated API.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -106,6 +108,7 @@ async def deployment(tmp_path_factory):
     hub = subprocess.Popen(
         [str(Path(sys.executable).with_name("jupyterhub")), "-f", str(hub_config_py)],
         cwd=workdir / "hub", env=hub_env, stdout=hub_log.open("wb"), stderr=subprocess.STDOUT,
+        start_new_session=True,  # its proxy too is stopped with its process group
     )  # fmt: skip
 
     # the binder service as its Deployment runs it: the rendered config, the token from the hub's Secret
@@ -124,7 +127,7 @@ async def deployment(tmp_path_factory):
              "BIA_BINDER_UP_SERVICE_PORT": str(ports["binder"]),
              "JUPYTERHUB_API_URL": f"http://127.0.0.1:{ports['hub']}/hub/api",
              "JUPYTERHUB_API_TOKEN": secret_value(objects, "hub.services.binder.apiToken")},
-        stdout=service_log.open("wb"), stderr=subprocess.STDOUT,
+        stdout=service_log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     public = f"http://127.0.0.1:{ports['public']}"
     try:
@@ -138,7 +141,10 @@ async def deployment(tmp_path_factory):
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                process.kill()
+                pass
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # whatever it started (the proxy) goes too
+            process.wait()
         await stop_emulated_cluster(emulated)
 
 

@@ -355,7 +355,14 @@ def binder_values(config: Config, deployment: KubernetesDeployment, warnings: li
             service_config[section] = kept
     container = ContainerBuilder(config=config)
     service_config.setdefault("BinderService", {}).update(
-        {"container_builds": "always", "ip": "0.0.0.0", "port": BINDER_PORT, "public_url": f"https://{deployment.host}/"}
+        {
+            "container_builds": "always",
+            "ip": "0.0.0.0",
+            "port": BINDER_PORT,
+            "public_url": f"https://{deployment.host}/",
+            # logged-in sessions run the session image: no local default environment to build
+            "prebuild_default_environment": False,
+        }
     )
     service_config.setdefault("ContainerBuilder", {}).update(
         {
