@@ -26,6 +26,7 @@ from traitlets.config import Application, Config
 
 from .. import __version__
 from ..builder import ContainerBuilder, EnvBuilder
+from ..builder.kubernetes import container_builder
 from ..events import LaunchError
 from ..environments import default as default_environment
 from ..hub.logs import LOGGING_CONFIG
@@ -120,7 +121,8 @@ class BinderService(Application):
             self.config.RepoProvider.allow_local_repos = True  # every provider is created with parent=self
         self.metrics = Metrics()
         self.builder = EnvBuilder(parent=self, cache_dir=str(Path(self.data_dir) / "envs"))
-        self.container_builder = ContainerBuilder(parent=self)
+        # repo2docker on a local engine, or in build pods when c.ContainerBuilder.engine = 'kubernetes'
+        self.container_builder = container_builder(parent=self)
         self.launcher = Launcher(
             parent=self,
             hub_api_url=os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
@@ -174,6 +176,8 @@ class BinderService(Application):
             checks.append({"service": "Pool", "ok": True, "idle": self.pool.idle(), "ended": self.pool.ended})
         if route is not None:
             checks.insert(1, {"service": "Proxy route", **route})
+        if self.container_builds != "never" and hasattr(self.container_builder, "health_checks"):
+            checks.extend(await self.container_builder.health_checks())  # Kubernetes API and registry
         return checks
 
     async def route_status(self) -> dict[str, Any] | None:
