@@ -111,7 +111,7 @@ def parse(source: str, raw_spec: str) -> StudySpec:
     if not ok:
         raise BadStudySpec(f"{shown(spec)} is not a {source} study: give e.g. {EXAMPLES[source]}")
     if len(rest) > 1:
-        raise BadStudySpec(f"{shown(spec)} has more parts than a study and its pin")
+        raise BadStudySpec(f"{shown(spec)} is not a {source} study (and pin): give e.g. {EXAMPLES[source]}")
     if rest:
         pin = Pin.parse(rest[0])
     return StudySpec(source, kind, identifier, pin)
