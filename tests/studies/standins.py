@@ -29,6 +29,8 @@ NO_ZARR_FILE = "images/cells.tif"
 PRIVATE = "S-BIAD403"
 UNRELEASED = "S-BIAD2099"
 THUMBNAIL_KEY = "S-BIAD609/b0ecfe5d-b32d-4ab6-9c3c-a5afeba0a575/826f0fe5-ee2d-4d43-a612-4ce659b5426d.png"
+#: the dataset's example image (what search results show)
+EXAMPLE_KEY = "S-BIAD609/6ff7b0a8-6cc4-4131-bd1b-b78fb8e276f0/ed9f6d05-23ca-4d95-9b8d-6db70e499402.png"
 
 
 def tiff_bytes() -> bytes:
@@ -143,7 +145,8 @@ def upload_thumbnail(s3_endpoint: str) -> None:
 
     client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
                           aws_access_key_id="test", aws_secret_access_key="test")
-    client.put_object(Bucket="bioimaging-integrator-data", Key=THUMBNAIL_KEY, Body=png_bytes(), ContentType="image/png")
+    for key in (THUMBNAIL_KEY, EXAMPLE_KEY):
+        client.put_object(Bucket="bioimaging-integrator-data", Key=key, Body=png_bytes(), ContentType="image/png")
 
 
 __all__ = ["StudyServices", "json", "start_services", "upload_thumbnail"]

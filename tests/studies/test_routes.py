@@ -32,6 +32,8 @@ async def service(endpoints, study_environment, tmp_path):
     config.ArchiveProvider.retries = 1
     config.ArchiveProvider.backoff = 0.05
     config.Launcher.hub_api_url = "http://127.0.0.1:9/hub/api"  # no hub: launches stop at the launcher
+    config.StudySearch.bia_search_url = f"{endpoints.url}/bia-search/search/fts"
+    config.StudySearch.biostudies_collection = ""
     app = BinderService(config=config)
     app.data_dir = str(data_dir)
     sock, port = bind_unused_port()
@@ -190,3 +192,51 @@ async def test_launch_page_of_a_study(service):
         page = await client.get(f"{service.url}/v2/bia/{NO_ZARR}?image=0b1d6a4e-1000-4000-8000-000000000003")
     assert page.status_code == 200
     assert f'data-build-url="/build/bia/{NO_ZARR}?image=0b1d6a4e-1000-4000-8000-000000000003"' in page.text
+
+
+async def get_json(app, path: str) -> tuple[int, dict]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.get(f"{app.url}{path}", headers={"Accept": "application/json"})
+    return response.status_code, response.json()
+
+
+async def test_search_finds_studies_with_their_facts_and_thumbnails(service, endpoints):
+    status, body = await get_json(service, "/api/studies/search?q=blood")
+    assert status == 200 and body["source"] == "bia" and body["total"] == 2  # S-BIAD609 and its TIFF twin
+    found = {r["accession"]: r for r in body["results"]}
+    study = found["S-BIAD609"]
+    assert study["title"].startswith("The importance of the blood")
+    assert (study["organism"], study["imaging_method"]) == ("Mus musculus", "confocal microscopy")
+    assert "publicdomain/zero" in study["licence"] and study["launch"] == "/v2/bia/S-BIAD609"
+    async with httpx.AsyncClient() as client:
+        picture = await client.get(f"{service.url}{study['thumbnail']}")
+        assert picture.status_code == 200 and picture.headers["content-type"] == "image/png"
+        assert picture.content.startswith(b"\x89PNG")
+        unknown = await client.get(f"{service.url}/api/studies/thumbnail/S-BIAD7")
+        assert unknown.status_code == 404
+        bad = await client.get(f"{service.url}/api/studies/thumbnail/S-BIAD7%22")
+        assert bad.status_code == 400
+    assert endpoints.services.bia_search_requests[-1]["query"] == "blood"
+
+
+async def test_thumbnail_proxy_fetches_only_from_the_image_store(service):
+    from bia_binder.service.studies import StudySearch
+
+    search = StudySearch(s3_endpoint="http://127.0.0.1:5")
+    assert search.thumbnail_allowed("http://127.0.0.1:5/bucket/a.png")
+    for url in ("http://127.0.0.1:6/bucket/a.png", "https://127.0.0.1:5/a.png", "http://169.254.169.254/latest",
+                "file:///etc/passwd", "http://127.0.0.1:5@evil.example/a.png"):
+        assert not search.thumbnail_allowed(url), url
+
+
+async def test_search_falls_back_to_biostudies(service, endpoints):
+    endpoints.faults.plan("/bia-search/search/fts", ("status", 503))
+    status, body = await get_json(service, "/api/studies/search?q=nuclei")
+    assert status == 200 and body["source"] == "biostudies"
+    assert body["results"][0]["accession"] == "S-BIAD1" and body["results"][0]["title"] == "Study 1 about nuclei"
+
+
+@pytest.mark.parametrize("query", ["", "q=", "q=" + "x" * 201, "q=a&page=0", "q=a&page=x"])
+async def test_search_refuses_bad_queries(service, query):
+    status, body = await get_json(service, f"/api/studies/search?{query}")
+    assert status == 400 and body["message"]
