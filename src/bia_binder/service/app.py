@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -40,9 +41,11 @@ from .handlers import NotFoundHandler, StaticHandler, routes
 from .launcher import Launcher, user_slug
 from .metrics import Metrics
 from .pipeline import LaunchPipeline
+from ..studies.environment import StudyEnvironment
 from .pool import Pool
 from .queue import LaunchQueue
 from .ratelimit import RateLimiter
+from .studies import study_routes
 
 HERE = Path(__file__).parent
 
@@ -204,7 +207,7 @@ class BinderService(Application):
     def make_app(self) -> web.Application:
         jinja_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True)
         return web.Application(
-            routes(self.base_url),
+            study_routes(re.escape(self.base_url.rstrip("/"))) + routes(self.base_url),
             default_handler_class=NotFoundHandler,
             static_path=str(HERE / "static"),
             static_handler_class=StaticHandler,
@@ -233,12 +236,25 @@ class BinderService(Application):
         except Exception as e:  # noqa: BLE001 - a background task: nothing above it would report the error
             self.log.warning("Building the default environment ahead of time failed: %s", e)
 
+    async def prebuild_study_environment(self) -> None:
+        """Build the one environment of study launches, so that no study launch waits for it (bia_binder.studies)."""
+        try:
+            env = await StudyEnvironment(parent=self).cached_or_built(
+                self.builder, lambda line: self.log.debug("study environment: %s", line.rstrip()), self.scratch_dir,
+                anonymous=True,
+            )
+            self.log.info("The study environment is ready: %s", env.key)
+        except Exception as e:  # noqa: BLE001 - a background task: the first study launch builds it and says why
+            self.log.warning("Building the study environment ahead of time failed: %s", e)
+
     async def serve(self) -> None:
         self.setup()
         server = self.make_app().listen(self.port, self.ip, xheaders=True)
         self.log.info("bia-binder service listening on http://%s:%d%s", self.ip, self.port, self.base_url)
         wanted = self.logins and self.prebuild_default_environment
         prebuild = asyncio.ensure_future(self.prebuild()) if wanted else None
+        if StudyEnvironment(parent=self).prebuild:
+            self._study_prebuild = asyncio.ensure_future(self.prebuild_study_environment())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -80,6 +80,12 @@ class BinderSpawner(LocalProcessSpawner):
     scratch_dir = Unicode(
         "", config=True, help="Where repositories are fetched before a build (empty: the system's temporary directory)."
     )
+    studies_dir = Unicode(
+        "",
+        config=True,
+        help="The binder service's store of generated study files (bia_binder.studies.store): user_options['study'] "
+        "names an entry, copied into the session, whose notebook JupyterLab opens.",
+    )
     default_environment_requirements = Unicode(
         str(default_environment.REQUIREMENTS),
         config=True,
@@ -211,6 +217,25 @@ class BinderSpawner(LocalProcessSpawner):
         if profile.disk_limit:
             self.make_ephemeral_disk(profile.disk_limit)
         shutil.copytree(environment.repo_dir, self.home, symlinks=True, dirs_exist_ok=True)
+        if study := self.study_entry():
+            shutil.copytree(study, self.home, dirs_exist_ok=True)
+
+    def study_entry(self) -> Path | None:
+        """The generated files of a study launch (``user_options['study']``, checked: a name from the hub API)."""
+        name = str(self.user_options.get("study") or "")
+        if not name:
+            return None
+        from ..studies.store import StudyStore
+
+        entry = StudyStore(self.studies_dir).lookup(name) if self.studies_dir else None
+        if entry is None:
+            raise LaunchError(f"no generated study {name!r}: launch the study again", 400)
+        return entry
+
+    def study_notebook(self) -> str:
+        """The notebook a study session opens in JupyterLab ('' for repositories)."""
+        entry = self.study_entry()
+        return next((p.name for p in sorted(entry.glob("explore-*.ipynb"))), "") if entry is not None else ""
 
     @property
     def tmp_dir(self) -> Path | None:
@@ -337,7 +362,10 @@ class BinderSpawner(LocalProcessSpawner):
             return [*root_args, f"--ServerApp.root_dir={self.home_inside}", *super().get_args()]
         # the token is in the server's environment (JUPYTER_TOKEN), never in its arguments: `ps` shows those
         listen = self.sandbox_session.listen_address if self.sandbox_session is not None else "127.0.0.1"
+        notebook = self.study_notebook()
+        opens = [f"--ServerApp.default_url=/lab/tree/{notebook}"] if notebook else []
         return [
+            *opens,
             *root_args,
             "--no-browser",
             f"--ip={listen}",
