@@ -2,8 +2,11 @@
 # Installs the system packages bia-binder uses, where this host lets us (root + apt).
 # bubblewrap: session sandbox; chromium: browser tests; rclone: data transfer in sessions;
 # e2fsprogs: ext4 images for home quotas.
+# The portal's languages (kernels in the default environment, docs/portal.md): r-base-core +
+# r-cran-irkernel (R), octave (Octave), default-jdk-headless (Kotlin kernel, ImageJ), imagej (ImageJ 1).
 set -u
 PKGS="bubblewrap chromium rclone e2fsprogs"
+PKGS="$PKGS r-base-core r-cran-irkernel octave default-jdk-headless imagej"
 missing=""
 for p in $PKGS; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
