@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 UV=${UV:-.venv/bin/uv}
 PY=${PYTHON_VERSION:-3.11}
 TORCH_WHEELS=${TORCH_WHEELS:-/opt/wheels}
-session=$(mktemp); trap 'rm -f "$session"' EXIT
+# at a fixed path: the locks name it in their "via" comments, which must not change from run to run
+mkdir -p .cache && session=.cache/session-packages.in
 .venv/bin/python -c 'from bia_binder.builder.builder import EnvBuilder; print("\n".join(EnvBuilder().session_packages))' > "$session"
-for dir in src/bia_binder/environments/*/; do
+for dir in src/bia_binder/environments/*; do
   [ -f "$dir/requirements.in" ] || continue
   links=()
   grep -q '^torch' "$dir/requirements.in" && links=(--find-links "$TORCH_WHEELS")

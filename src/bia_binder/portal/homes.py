@@ -81,7 +81,8 @@ class HomeManager(LoopDisks):
 
     user_quotas = Dict(
         value_trait=ByteSpecification(),
-        help="Per-user quotas overriding `quota`, e.g. {'alice@lifescience-ri.eu': '50G'}.",
+        help="Per-user quotas overriding `quota`, by hub user name, e.g. {'u-3f2a...': '50G'} "
+        "(an LS Login user's name: python -m bia_binder.portal.auth <sub>).",
     ).tag(config=True)
 
     archive_after_days = Integer(
