@@ -107,3 +107,25 @@ def test_a_missing_model_says_in_one_line_where_to_put_it(tmp_path, monkeypatch)
     (tmp_path / "cellpose").mkdir()
     (tmp_path / "cellpose" / "cyto3").write_bytes(b"weights")
     assert models.weights("cellpose", "cyto3") == tmp_path / "cellpose" / "cyto3"
+
+
+def test_gpu_profiles_get_the_gpu_lock_and_deep_learning_sessions_the_models(tmp_path):
+    from types import SimpleNamespace
+
+    from traitlets.config import Config
+
+    from bia_binder.sessions.spawner import BinderSpawner, model_environment
+
+    config = Config()
+    config.BinderSpawner.deep_learning_gpu_requirements = str(tmp_path / "cuda" / "requirements.txt")
+    spawner = BinderSpawner(user=SimpleNamespace(name="ada", url="/user/ada/"), config=config, sessions_dir=str(tmp_path))
+    profiles = {p.slug: p for p in spawner.profiles.logged_in_profiles()}
+    choice = parse_session_options({"environment": "deeplearning"})
+    assert spawner.portal_environment_file(choice, profiles["gpu"]) == str(tmp_path / "cuda" / "requirements.txt")
+    assert spawner.portal_environment_file(choice, profiles["standard"]) == spawner.deep_learning_requirements
+    default = parse_session_options({"environment": "default"})
+    assert spawner.portal_environment_file(default, profiles["gpu"]) == spawner.default_environment_requirements
+    assert model_environment("/models") == {
+        "BIA_BINDER_MODELS_DIR": "/models", "CELLPOSE_LOCAL_MODELS_PATH": "/models/cellpose",
+        "TORCH_HOME": "/models/torch", "BIOIMAGEIO_CACHE_PATH": "/models/bioimageio",
+    }  # fmt: skip

@@ -133,7 +133,8 @@ def test_every_kernel_is_listed(stack, ada):
         ("ir", "sum(1:10)", "[1] 55"),
         ("octave", "sum(1:10)", "ans = 55"),
         ("kotlin", "(1..10).sum() * 2", "110"),
-        ("bash", "echo $((6 * 7))", "42"),
+        # the bash kernel, and the terminal's rclone (the host's, on the session's PATH)
+        ("bash", "echo $((6 * 7)) $(rclone version | head -1 | cut -d' ' -f1)", "42 rclone"),
     ],
 )
 async def test_kernel_runs_a_cell(stack, ada, kernel, code, expected):
