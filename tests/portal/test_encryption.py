@@ -184,3 +184,12 @@ def test_required_encryption_without_support_is_one_line(monkeypatch):
     assert "\n" not in str(refused.value)
     assert HomeEncryption(enabled="auto").active() is False
     assert "NOT encrypted" in HomeEncryption(enabled="auto").status_line()
+
+
+@needs_encryption
+def test_deleting_a_home_deletes_its_key(manager):
+    manager.ensure_home("hana")
+    key = manager.encryption.key_path(Path(manager.root), "hana")
+    assert key.is_file()
+    manager.delete_home("hana")
+    assert not key.exists() and not manager.image_path("hana").exists()

@@ -200,6 +200,7 @@ class HomeManager(LoopDisks):
                 os.utime(target)  # the archive's mtime is when it was archived
             else:
                 item.path.unlink(missing_ok=True)
+                self.encryption.key_path(Path(self.root), item.username).unlink(missing_ok=True)
             mount_point = self.mount_point(item.username)
             if mount_point.is_dir() and not any(mount_point.iterdir()):
                 mount_point.rmdir()
@@ -208,6 +209,7 @@ class HomeManager(LoopDisks):
     def delete_home(self, username: str) -> None:
         """Remove the user's home and any archive of it for good (JupyterHub ``delete_forever``)."""
         self.unmount(username)
-        for path in (self.image_path(username), self.archived_path(username)):
+        key = self.encryption.key_path(Path(self.root), username)
+        for path in (self.image_path(username), self.archived_path(username), key):
             path.unlink(missing_ok=True)
         shutil.rmtree(self.mount_point(username), ignore_errors=True)
