@@ -42,7 +42,8 @@ async def run_cell(
         try:
             ws_url = base.replace("http", "ws", 1) + f"/api/kernels/{kernel['id']}/channels"
             # a header, not ?token=: jupyterhub-singleuser takes URL tokens on websockets only from browsers
-            request = HTTPRequest(ws_url, headers=headers)
+            # generous: the server answers the websocket only once the kernel is up (a JVM kernel on busy cores)
+            request = HTTPRequest(ws_url, headers=headers, connect_timeout=timeout, request_timeout=timeout)
             return await asyncio.wait_for(_execute(request, code, results), timeout)
         finally:
             await client.delete(f"{base}/api/kernels/{kernel['id']}")
