@@ -108,6 +108,17 @@ class EnvBuilder(LoggingConfigurable):
         "filesystem for hardlinks.",
     )
     index_url = Unicode("", config=True, help="Python package index to install from (empty: uv's default, PyPI).")
+    find_links = List(
+        Unicode(),
+        config=True,
+        help="Directories of wheels uv may install besides the index (uv --find-links), shown read-only to "
+        "builds: e.g. torch's CPU wheels, which PyPI does not have. Default: /opt/wheels where it exists.",
+    )
+
+    @default("find_links")
+    def _default_find_links(self) -> list[str]:
+        return [path for path in ("/opt/wheels",) if Path(path).is_dir()]
+
     python = Unicode(
         config=True,
         help="Interpreter for environments whose repository does not ask for a Python version "
@@ -199,6 +210,7 @@ class EnvBuilder(LoggingConfigurable):
             "extra_packages": {name: sorted(reqs) for name, reqs in self.extra_packages.items()},
             "data_library_path": self.data_library_path,
             "index_url": self.index_url,
+            **({"find_links": sorted(self.find_links)} if self.find_links else {}),
             "python": self.python,
             "conda_channel_alias": self.conda_channel_alias,
         }
@@ -408,6 +420,7 @@ class EnvBuilder(LoggingConfigurable):
                 Path(self.data_library_path),
                 Path(self.uv_bin),
                 *[path for path in [Path(interpreter).resolve()] if path.exists()],
+                *[Path(path) for path in self.find_links if Path(path).is_dir()],
             ],
             # one mount for the cache and the build where they share a directory (see _build_area): hardlinks
             writable=[uv_cache.parent] if build_dir.parent == uv_cache.parent / BUILD_AREA_NAME else [build_dir, uv_cache],
@@ -574,6 +587,8 @@ class EnvBuilder(LoggingConfigurable):
             environ["UV_CACHE_DIR"] = uv_cache
         if self.index_url:
             environ["UV_INDEX_URL"] = self.index_url
+        if self.find_links:
+            environ["UV_FIND_LINKS"] = ",".join(self.find_links)
         return environ
 
 

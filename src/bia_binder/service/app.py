@@ -227,10 +227,11 @@ class BinderService(Application):
         """Build the default environment in the background (a no-op when cached); failures are only logged:
         the first logged-in session then builds it and shows why it fails."""
         try:
-            requirements = default_environment.read_requirements(default_environment.requirements_file(self.config))
+            path = default_environment.requirements_file(self.config)
+            requirements = default_environment.read_requirements(path)
             env = await default_environment.cached_or_built(
                 self.builder, requirements, lambda line: self.log.debug("default environment: %s", line.rstrip()),
-                self.scratch_dir,
+                self.scratch_dir, default_environment.read_post_build(path),
             )  # fmt: skip
             self.log.info("The default environment is ready: %s", env.key)
         except Exception as e:  # noqa: BLE001 - a background task: nothing above it would report the error
