@@ -165,9 +165,11 @@ class FederationGateway(Application):
         """Once, here, with the members' provider code: every member tried builds the same ref."""
         return await get_provider(provider, spec, parent=self).resolve()
 
-    async def place(self, resolved: ResolvedRepo) -> Placement:
-        holders = await self.holdings.holders(self.pool, resolved.provider, resolved.ref, self.client)
-        return self.selector.place(self.pool, repo_key(resolved), holders)
+    async def place(self, resolved: ResolvedRepo, exclude: set[str] = frozenset()) -> Placement:
+        """Where a launch of ``resolved`` goes now; ``exclude``: members this launch already tried."""
+        members = [m for m in self.pool if m.name not in exclude]
+        holders = await self.holdings.holders(members, resolved.provider, resolved.ref, self.client)
+        return self.selector.place(members, repo_key(resolved), holders)
 
     async def launch(self, provider: str, spec: str, emit, stream_open) -> LaunchResult:
         try:
@@ -183,7 +185,10 @@ class FederationGateway(Application):
         def attempting(member: Member) -> None:
             self.holdings.remember(resolved.provider, resolved.ref, member)
 
-        result = await self.proxy.launch(placement.order, resolved, request, emit, self.client, stream_open, attempting)
+        async def next_member(tried: set[str]) -> Member | None:
+            return (await self.place(resolved, exclude=tried)).first
+
+        result = await self.proxy.launch(placement.first, next_member, resolved, request, emit, self.client, stream_open, attempting)
         for attempt in result.attempts:
             if attempt.outcome == "member-failed":
                 self.holdings.forget(resolved.provider, resolved.ref, attempt.member)

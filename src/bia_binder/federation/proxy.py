@@ -80,7 +80,8 @@ class LaunchProxy(LoggingConfigurable):
 
     async def launch(
         self,
-        order: list[Member],
+        first: Member | None,
+        next_member: Callable[[set[str]], Awaitable[Member | None]],
         resolved: ResolvedRepo,
         request: dict[str, str],
         emit: Emit,
@@ -88,16 +89,14 @@ class LaunchProxy(LoggingConfigurable):
         stream_open: Callable[[], bool],
         on_attempt: Callable[[Member], None] = lambda member: None,
     ) -> LaunchResult:
-        """Run the launch on the members of ``order`` in turn. ``request``: ``binder_request`` and
-        ``binder_launch_host`` as the user sees them (put into ``ready``)."""
+        """Run the launch on ``first``, then, while members fail, on ``next_member(names tried)`` (placed
+        again at that moment: the members' load and holdings have changed since). ``request``:
+        ``binder_request`` and ``binder_launch_host`` as the user sees them (put into ``ready``)."""
         started = time.perf_counter()
         result = LaunchResult("lost")
         phase = WAITING
-        for member in order:
-            if len(result.attempts) >= self.max_attempts:
-                break
-            if result.attempts and not member.accepts_launches:
-                continue  # it went down or started draining since the placement
+        member = first
+        while member is not None and len(result.attempts) < self.max_attempts:
             if result.attempts:
                 previous = result.attempts[-1]
                 self.log.warning("Launch of %s moves from %s to %s: %s", resolved.persistent_spec, previous.member.name, member.name, previous.reason)
@@ -113,6 +112,7 @@ class LaunchProxy(LoggingConfigurable):
             if attempt.outcome != "member-failed":
                 result.outcome, result.ready = attempt.outcome, attempt.ready
                 break
+            member = await next_member({a.member.name for a in result.attempts})
         if result.outcome == "lost":
             reasons = "; ".join(f"{a.member.name}: {a.reason}" for a in result.attempts) or "no member is healthy"
             await emit(event(FAILED, f"No member of this federation could run the launch ({reasons}); try again in a minute.", status_code=503))

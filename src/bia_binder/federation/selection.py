@@ -8,7 +8,8 @@
    twice as often), and the less loaded of the ``choices`` best-ranked goes first. Hashing keeps a
    repository's builds, package caches and sessions together; choosing between two keeps one popular
    repository from piling onto one member ("power of two choices").
-4. The rest follow in hash order, as failover candidates; members without a free slot go last.
+4. The rest follow in hash order; members without a free slot go last. (A launch that fails over is
+   placed again, without the members it tried: loads and holdings have changed meanwhile.)
 
 No member is special: the order depends only on the repository, the weights and the loads.
 """
