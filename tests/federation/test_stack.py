@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import re
 import shutil
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import httpx
 import pytest
+from playwright.async_api import expect
 
 from bia_binder.federation.members import Member
 from bia_binder.federation.selection import rendezvous_score
+from tests.browser.conftest import PageWatch, browser, new_context, screenshot  # noqa: F401 (browser: a fixture)
 from tests.federation.stack import FederatedStack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -141,3 +145,28 @@ def test_binderhub_js_client_launches_through_the_gateway(fed, first_launch):
     assert events[-1]["phase"] == "ready"
     assert any(events[-1]["url"].startswith(stack.url) for stack in fed.members.values())
     assert events[-1]["binder_launch_host"] == f"{fed.url}/"
+
+
+@pytest.mark.browser
+async def test_the_web_front_end_launches_through_the_gateway(fed, first_launch, browser):  # noqa: F811
+    """Paste a repository on the gateway's home page, launch: JupyterLab opens on the member."""
+    spec, _events = first_launch
+    clone_url = unquote(spec.split("/")[1])
+    watch = PageWatch()
+    context = await new_context(browser, watch)
+    page = await context.new_page()
+    try:
+        await page.goto(f"{fed.url}/")
+        await expect(page.locator("#launch-form")).to_have_attribute("data-ready", "true")
+        await page.get_by_label("Repository URL or DOI").fill(clone_url)
+        await expect(page.locator("#repo-status")).to_contain_text(f"Git repository: {clone_url}")
+        await page.get_by_role("button", name="Launch").click()
+        await page.wait_for_url(re.compile(r"/v2/git/"))
+        assert page.url.startswith(f"{fed.url}/v2/"), "the launch page is the gateway's"
+        await expect(page.locator(".jp-LabShell, #error-panel:visible").first).to_be_visible(timeout=420_000)
+        await screenshot(page, "federation-jupyterlab")
+        assert await page.locator("#error-panel:visible").count() == 0, await page.locator("#log").inner_text()
+        assert any(page.url.startswith(f"{stack.url}/user/") for stack in fed.members.values()), page.url
+    finally:
+        await context.close()
+    assert watch.off_host_requests() == []

@@ -130,7 +130,7 @@ class FederationGateway(Application):
         try:
             config = PyFileConfigLoader(Path(self.config_file).name, str(Path(self.config_file).parent)).load_config()
             fresh = members_from_config(config.FederationGateway.get("members", self.members))
-        except (MemberConfigError, Exception) as e:  # noqa: BLE001 - a bad edit must not stop the gateway
+        except Exception as e:  # noqa: BLE001 - a bad edit (syntax, a bad member entry) must not stop the gateway
             self.log.error("Not reloading members from %s: %s", self.config_file, e)
             return
         old = {m.name: m for m in self.pool}
@@ -178,6 +178,7 @@ class FederationGateway(Application):
             failure = failure_from(exc)
             await emit(failure.to_event())
             self.history.add(LaunchRecord(time.time(), f"{provider}/{spec}", "", "failed", "unresolved", (), False, 0.0))
+            self.metrics.launches.labels(member="", outcome="failed").inc()
             return LaunchResult("failed")
         placement = await self.place(resolved)
         request = {"binder_request": f"v2/{provider}/{spec}", "binder_launch_host": f"{self.public_origin}{self.base_url}"}

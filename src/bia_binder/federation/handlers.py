@@ -63,12 +63,12 @@ class GatewayLaunchPageHandler(GatewayHandler, LaunchPageHandler):
             return LaunchPageHandler.get(self, provider, unquoted_spec)
         if provider not in PROVIDERS:
             raise web.HTTPError(404, f"Unknown repository provider {provider!r}: use one of {', '.join(sorted(PROVIDERS))}")
+        wanted = {name: self.get_argument(name, "") for name in LAUNCH_PATH_PARAMETERS}
         try:
-            opens = launch_paths.validated({name: self.get_argument(name, "") for name in LAUNCH_PATH_PARAMETERS})
+            launch_paths.validated(wanted)  # refused here already; the member checks them again
         except LaunchError as e:
             raise web.HTTPError(e.status_code, e.message) from None
-        query = urlencode({name: self.get_argument(name) for name in LAUNCH_PATH_PARAMETERS if self.get_argument(name, "")})
-        del opens  # validated only: the member checks them again and builds the page
+        query = urlencode({name: value for name, value in wanted.items() if value})
         await self.redirect_to_member(provider, self.raw_spec(provider), "v2", query)
 
 
@@ -175,7 +175,8 @@ class HubRedirectHandler(GatewayHandler):
         member = self.gateway.member_for_portal()
         if member is None:
             raise web.HTTPError(503, "No member of this federation is healthy now; try again in a minute")
-        self.redirect(f"{member.public_url}hub/{quote(rest, safe='/@!$&()*+,;=:~')}", status=307)
+        query = f"?{quote(self.request.query, safe='=&%+;/:?@,')}" if self.request.query else ""
+        self.redirect(f"{member.public_url}hub/{quote(rest, safe='/@!$&()*+,;=:~')}{query}", status=307)
 
 
 def routes(base_url: str) -> list[tuple]:
