@@ -251,10 +251,12 @@ class BuildHandler(BaseHandler):
 
 class HealthHandler(BaseHandler):
     async def get(self) -> None:
+        from .federation_member import member_load  # the federation gateway ranks members by this load
+
         checks = await self.service.health_checks()
         ok = all(check["ok"] for check in checks)
         self.set_status(200 if ok else 503)
-        self.finish({"ok": ok, "checks": checks})
+        self.finish({"ok": ok, "checks": checks, "load": await member_load(self.service)})
 
 
 class RouteProbeHandler(BaseHandler):
@@ -346,6 +348,8 @@ def malformed_url_reason(raw_path: str) -> str | None:
 
 
 def routes(base_url: str) -> list[tuple]:
+    from .federation_member import HoldsHandler  # imports this module
+
     prefix = re.escape(base_url.rstrip("/"))
     return [
         (rf"{prefix}/?", MainHandler),
@@ -356,6 +360,7 @@ def routes(base_url: str) -> list[tuple]:
         (rf"{prefix}/versions/?", VersionsHandler),
         (rf"{prefix}/api/repoproviders/?", RepoProvidersHandler),
         (rf"{prefix}/api/openapi\.json", OpenAPIHandler),
+        (rf"{prefix}/api/federation/holds", HoldsHandler),
         (rf"{prefix}/badge(_logo)?\.svg", BadgeHandler),
         (rf"{prefix}/metrics/?", MetricsHandler),
         (rf"{prefix}/repo/([^/]+)/([^/]+)(/.*)?", LegacyRepoHandler),
