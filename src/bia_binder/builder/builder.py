@@ -228,6 +228,9 @@ class EnvBuilder(LoggingConfigurable):
     def unpin(self, key: str, holder: str) -> None:
         self.cache.unpin(key, holder)
 
+    def unpin_everywhere(self, holder: str) -> None:
+        self.cache.unpin_everywhere(holder)
+
     # building ----------------------------------------------------------------------------------------
     async def cached_or_built(
         self,
