@@ -63,6 +63,9 @@ c.JupyterHub.services = [
         "command": [sys.executable, "-m", "bia_binder.service.app"],
         "environment": service_env,
         "display": False,
+        # JupyterHub's 10 s: the hub gives up on the service, and `up` with it, when a busy host takes longer
+        # to import it (seen at 30 s on a loaded 2-core machine)
+        "timeout": 120,
     }
 ]
 # the service's token reaches temporary users only: it creates them through our endpoint, born in their group
