@@ -26,7 +26,7 @@ from traitlets.config import Application, Config
 
 from .. import __version__
 from ..builder import ContainerBuilder, EnvBuilder
-from ..events import LaunchError
+from ..events import FAILED, LaunchError, event
 from ..environments import default as default_environment
 from ..hub.logs import LOGGING_CONFIG
 from ..sessions.admission import RESERVATION_PREFIX, Admission
@@ -130,6 +130,8 @@ class BinderService(Application):
         self.pool = Pool(self, parent=self)
         self.rate_limiter = RateLimiter(parent=self)
         self.bans = BanList(parent=self)
+        #: the event streams of launches under way (handlers.BuildHandler), ended with one event at a stop
+        self.launch_streams: set = set()
         self.instance_id = secrets.token_hex(8)
         self._route_ok_until = 0.0
         self.admission = Admission(parent=self, sessions_dir=str(Path(self.data_dir) / "sessions"))
@@ -245,11 +247,18 @@ class BinderService(Application):
             asyncio.ensure_future(self.pool.run()),
         ]
         await stop.wait()
-        self.log.info("Stopping: %d build(s) under way", len(self.pipeline.builds))
+        self.log.info("Stopping: %d launch(es), %d build(s) under way", len(self.launch_streams), len(self.pipeline.builds))
         server.stop()
+        await self.end_launch_streams()
         for task in [*background, *([prebuild] if prebuild is not None else [])]:
             task.cancel()
         await self.end_work_under_way()
+
+    async def end_launch_streams(self) -> None:
+        """Every launch under way ends with one `failed` event, not a cut stream (a client would wait, or
+        report that the stream ended without a reason)."""
+        last = event(FAILED, "The service is restarting; launch again in a few seconds.", status_code=503)
+        await asyncio.gather(*(stream.end_with(last) for stream in list(self.launch_streams)), return_exceptions=True)
 
     async def end_work_under_way(self) -> None:
         """Cancel builds (their sandboxes end with them; half-built environments are never published) and
