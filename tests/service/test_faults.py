@@ -21,7 +21,11 @@ import pytest
 from tests.kernel import run_cell
 from tests.stack import BinderStack, read_events
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="sessions are isolated only as root")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(600),
+    pytest.mark.skipif(os.geteuid() != 0, reason="sessions are isolated only as root"),
+]
 
 BURST = 2  # launches under way at each fault (4 faults: 8 launches, plus one session that runs throughout)
 
