@@ -72,6 +72,8 @@ class BinderStack:
             f"c.JupyterHub.services.append({{'name': 'test-admin', 'api_token': {self.admin_token!r}}})\n"
             "c.JupyterHub.load_roles.append({'name': 'test-admin', 'scopes': ['admin-ui', 'admin:users', "
             "'admin:servers', 'admin:groups', 'list:users', 'read:users', 'tokens'], 'services': ['test-admin']})\n"
+            # most stack tests launch no study: building its environment at start would only cost them time
+            "c.StudyEnvironment.prebuild = False\n"
         )
 
     def wait_healthy(self, timeout: float) -> None:

@@ -149,6 +149,21 @@ def free_leftovers(settings: UpSettings, operator_config: Config) -> None:
         print(f"bia-binder: freed what dead sessions left: {freed.summary()}", flush=True)
 
 
+def check_home_encryption(settings: UpSettings, operator_config: Config) -> None:
+    """With a login: whether homes are encrypted here; 'yes' without host support stops `up` in one line."""
+    if settings.auth == "none":
+        return
+    from .portal.encryption import EncryptionError, HomeEncryption
+
+    encryption = HomeEncryption(config=operator_config)
+    try:
+        encryption.active()
+    except EncryptionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"home encryption: {encryption.status_line()}", flush=True)
+
+
 def check_auth(mode: str, operator_config: Config) -> None:
     """A mode lacking its secret or client stops here with one line, before anything starts."""
     if mode == "none":
@@ -170,6 +185,7 @@ def run_up(args: argparse.Namespace) -> int:
     print_guarantees(settings, operator_config)
     free_leftovers(settings, operator_config)
     print_dask_gateway_status(settings, operator_config)
+    check_home_encryption(settings, operator_config)
     env = {**os.environ, **settings.to_environ()}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     command = [sys.executable, "-m", "jupyterhub", "-f", str(HUB_CONFIG)]

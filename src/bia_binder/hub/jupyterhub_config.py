@@ -80,6 +80,7 @@ configure_culler(c)
 c.JupyterHub.spawner_class = "bia_binder.sessions.spawner.BinderSpawner"
 c.BinderSpawner.environments_dir = str(data_dir / "envs")
 c.BinderSpawner.sessions_dir = str(data_dir / "sessions")
+c.BinderSpawner.studies_dir = str(data_dir / "studies")  # the binder service writes study notebooks there
 c.Spawner.http_timeout = 120
 c.Spawner.start_timeout = 120
 c.JupyterHub.allow_named_servers = False

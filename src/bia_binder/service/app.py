@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -26,6 +27,7 @@ from traitlets.config import Application, Config
 
 from .. import __version__
 from ..builder import ContainerBuilder, EnvBuilder
+from ..builder.kubernetes import container_builder
 from ..events import FAILED, LaunchError, event
 from ..environments import default as default_environment
 from ..hub.logs import LOGGING_CONFIG
@@ -39,9 +41,11 @@ from .handlers import NotFoundHandler, StaticHandler, routes
 from .launcher import Launcher, user_slug
 from .metrics import Metrics
 from .pipeline import LaunchPipeline
+from ..studies.environment import StudyEnvironment
 from .pool import Pool
 from .queue import LaunchQueue
 from .ratelimit import RateLimiter
+from .studies import study_routes
 
 HERE = Path(__file__).parent
 
@@ -120,7 +124,8 @@ class BinderService(Application):
             self.config.RepoProvider.allow_local_repos = True  # every provider is created with parent=self
         self.metrics = Metrics()
         self.builder = EnvBuilder(parent=self, cache_dir=str(Path(self.data_dir) / "envs"))
-        self.container_builder = ContainerBuilder(parent=self)
+        # repo2docker on a local engine, or in build pods when c.ContainerBuilder.engine = 'kubernetes'
+        self.container_builder = container_builder(parent=self)
         self.launcher = Launcher(
             parent=self,
             hub_api_url=os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
@@ -176,6 +181,8 @@ class BinderService(Application):
             checks.append({"service": "Pool", "ok": True, "idle": self.pool.idle(), "ended": self.pool.ended})
         if route is not None:
             checks.insert(1, {"service": "Proxy route", **route})
+        if self.container_builds != "never" and hasattr(self.container_builder, "health_checks"):
+            checks.extend(await self.container_builder.health_checks())  # Kubernetes API and registry
         return checks
 
     async def hub_status(self) -> dict[str, Any]:
@@ -213,7 +220,7 @@ class BinderService(Application):
     def make_app(self) -> web.Application:
         jinja_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True)
         return web.Application(
-            routes(self.base_url),
+            study_routes(re.escape(self.base_url.rstrip("/"))) + routes(self.base_url),
             default_handler_class=NotFoundHandler,
             static_path=str(HERE / "static"),
             static_handler_class=StaticHandler,
@@ -233,14 +240,26 @@ class BinderService(Application):
         """Build the default environment in the background (a no-op when cached); failures are only logged:
         the first logged-in session then builds it and shows why it fails."""
         try:
-            requirements = default_environment.read_requirements(default_environment.requirements_file(self.config))
+            path = default_environment.requirements_file(self.config)
+            requirements = default_environment.read_requirements(path)
             env = await default_environment.cached_or_built(
                 self.builder, requirements, lambda line: self.log.debug("default environment: %s", line.rstrip()),
-                self.scratch_dir,
+                self.scratch_dir, default_environment.read_post_build(path),
             )  # fmt: skip
             self.log.info("The default environment is ready: %s", env.key)
         except Exception as e:  # noqa: BLE001 - a background task: nothing above it would report the error
             self.log.warning("Building the default environment ahead of time failed: %s", e)
+
+    async def prebuild_study_environment(self) -> None:
+        """Build the one environment of study launches, so that no study launch waits for it (bia_binder.studies)."""
+        try:
+            env = await StudyEnvironment(parent=self).cached_or_built(
+                self.builder, lambda line: self.log.debug("study environment: %s", line.rstrip()), self.scratch_dir,
+                anonymous=True,
+            )
+            self.log.info("The study environment is ready: %s", env.key)
+        except Exception as e:  # noqa: BLE001 - a background task: the first study launch builds it and says why
+            self.log.warning("Building the study environment ahead of time failed: %s", e)
 
     async def serve(self) -> None:
         self.setup()
@@ -248,6 +267,8 @@ class BinderService(Application):
         self.log.info("bia-binder service listening on http://%s:%d%s", self.ip, self.port, self.base_url)
         wanted = self.logins and self.prebuild_default_environment
         prebuild = asyncio.ensure_future(self.prebuild()) if wanted else None
+        if StudyEnvironment(parent=self).prebuild:
+            self._study_prebuild = asyncio.ensure_future(self.prebuild_study_environment())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

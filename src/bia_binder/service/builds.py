@@ -60,6 +60,9 @@ class BuildTracker:
     def values(self) -> list[SharedBuild]:
         return list(self._builds.values())
 
+    def __contains__(self, key: str) -> bool:
+        return key in self._builds
+
     def join_or_start(self, key: str, build: BuildFn) -> tuple[SharedBuild, bool]:
         """The build for ``key`` and whether this call started it."""
         if key in self._builds:

@@ -16,7 +16,8 @@ from tornado.iostream import StreamClosedError
 
 from .. import __version__
 from ..events import FAILED, LaunchError, event
-from ..providers import PROVIDERS, repoproviders_api
+from ..providers import PROVIDERS, STUDY_PROVIDERS, repoproviders_api
+from ..studies import accessions
 from . import launch_paths
 from .badge import badge_svg
 from .pipeline import LaunchRequest
@@ -143,18 +144,21 @@ class LaunchPageHandler(BaseHandler):
 
     def get(self, provider: str, _unquoted_spec: str) -> None:
         spec = self.raw_spec(provider)
-        if provider not in PROVIDERS:
-            raise web.HTTPError(404, f"Unknown repository provider {provider!r}: use one of {', '.join(sorted(PROVIDERS))}")
+        if provider not in PROVIDERS and provider not in STUDY_PROVIDERS:
+            known = ", ".join(sorted([*PROVIDERS, *STUDY_PROVIDERS]))
+            raise web.HTTPError(404, f"Unknown repository provider {provider!r}: use one of {known}")
         try:
+            study_query = study_query_of(self, provider, spec)
             opens = launch_paths.validated({name: self.get_argument(name, "") for name in LAUNCH_PATH_PARAMETERS})
             self.service.bans.check_spec(provider, spec)
         except LaunchError as e:
             raise Refused(e) from None
+        build_query = f"?{urlencode(study_query)}" if study_query else ""
         self.render_page(
             "loading.html",
             provider_prefix=provider,
             spec=spec,
-            build_url=f"{self.base_url}build/{quote(provider, safe='')}/{spec}",
+            build_url=f"{self.base_url}build/{quote(provider, safe='')}/{spec}{build_query}",
             repo_url="",
             ref="",
             social_desc=f"Launch {provider}/{spec} on bia-binder",
@@ -164,6 +168,17 @@ class LaunchPageHandler(BaseHandler):
 
 #: query parameters of a launch link that name what to open in the session
 LAUNCH_PATH_PARAMETERS = ("urlpath", "labpath", "filepath")
+
+
+def study_query_of(handler: web.RequestHandler, provider: str, spec: str) -> dict[str, str]:
+    """For a study link: the spec and query checked (LaunchError 400: before any request to an archive),
+    and the query parameters the launch pipeline uses (``image``). Other providers: nothing checked here."""
+    if provider not in STUDY_PROVIDERS:
+        return {}
+    accessions.parse(provider, spec)
+    accessions.query_parameters(handler.request.query_arguments)
+    image = accessions.image_parameter(handler.get_argument("image", ""))
+    return {"image": image} if image else {}
 
 
 class BuildHandler(BaseHandler):
@@ -182,6 +197,11 @@ class BuildHandler(BaseHandler):
             await self.send_event(event(FAILED, "This endpoint streams Server-Sent Events: send 'Accept: text/event-stream'.", status_code=400))
             return
         try:
+            study_query = study_query_of(self, provider, spec)
+        except LaunchError as e:  # the stream's one failed event says why (EventSource drops non-200 bodies)
+            await self.send_event(e.to_event())
+            return
+        try:
             self.service.bans.check_spec(provider, spec)
             limiter = self.service.rate_limiter
             limiter.hit(limiter.client_address(self.request))
@@ -193,6 +213,7 @@ class BuildHandler(BaseHandler):
         keepalive = asyncio.ensure_future(self.keep_alive())
         try:
             request = LaunchRequest(
+                query=study_query,
                 provider=provider,
                 spec=spec,
                 launch_host=f"{self.public_root()}{self.base_url}",
@@ -239,10 +260,12 @@ class BuildHandler(BaseHandler):
 
 class HealthHandler(BaseHandler):
     async def get(self) -> None:
+        from .federation_member import member_load  # the federation gateway ranks members by this load
+
         checks = await self.service.health_checks()
         ok = all(check["ok"] for check in checks)
         self.set_status(200 if ok else 503)
-        self.finish({"ok": ok, "checks": checks})
+        self.finish({"ok": ok, "checks": checks, "load": await member_load(self.service)})
 
 
 class RouteProbeHandler(BaseHandler):
@@ -334,6 +357,8 @@ def malformed_url_reason(raw_path: str) -> str | None:
 
 
 def routes(base_url: str) -> list[tuple]:
+    from .federation_member import HoldsHandler  # imports this module
+
     prefix = re.escape(base_url.rstrip("/"))
     return [
         (rf"{prefix}/?", MainHandler),
@@ -344,6 +369,7 @@ def routes(base_url: str) -> list[tuple]:
         (rf"{prefix}/versions/?", VersionsHandler),
         (rf"{prefix}/api/repoproviders/?", RepoProvidersHandler),
         (rf"{prefix}/api/openapi\.json", OpenAPIHandler),
+        (rf"{prefix}/api/federation/holds", HoldsHandler),
         (rf"{prefix}/badge(_logo)?\.svg", BadgeHandler),
         (rf"{prefix}/metrics/?", MetricsHandler),
         (rf"{prefix}/repo/([^/]+)/([^/]+)(/.*)?", LegacyRepoHandler),

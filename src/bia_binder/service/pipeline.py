@@ -21,8 +21,11 @@ from typing import Any
 from ..builder.base import Environment
 from ..builder.buildpacks.base import NeedsContainer
 from ..events import BUILT, FETCHING, LAUNCHING, READY, WAITING, LaunchError, event
-from ..providers import get_provider
+from ..providers import STUDY_PROVIDERS, get_provider
 from ..providers.base import ResolvedRepo
+from ..studies import launch as studies
+from ..studies.accessions import Pin
+from ..studies.store import StudyStore
 from .builds import BuildTracker, as_line, failure_from, log_event
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
@@ -34,8 +37,17 @@ Built = Environment | str
 class LaunchRequest:
     """What the HTTP layer knows about one request."""
 
-    def __init__(self, provider: str, spec: str, launch_host: str, origin_host: str, stream_open: Callable[[], bool]):
+    def __init__(
+        self,
+        provider: str,
+        spec: str,
+        launch_host: str,
+        origin_host: str,
+        stream_open: Callable[[], bool],
+        query: dict[str, str] | None = None,
+    ):
         self.provider = provider
+        self.query = query or {}  # checked query parameters the pipeline uses (a study's ``image``)
         self.spec = spec
         self.launch_host = launch_host  # e.g. "http://127.0.0.1:8000/" (service base URL, public)
         self.origin_host = origin_host  # e.g. "http://127.0.0.1:8000" (for session URLs)
@@ -51,12 +63,18 @@ class LaunchPipeline:
         metrics = self.service.metrics
         started = time.perf_counter()
         try:
-            resolved = await self._resolve(request)
-            built = await self._environment(resolved, emit)
+            options: dict[str, str] = {}
+            if request.provider in STUDY_PROVIDERS:
+                resolved, built, options = await self._study(request, emit)
+            else:
+                resolved = await self._resolve(request)
+                built = await self._environment(resolved, emit)
             if not request.stream_open():
                 metrics.launch_done("abandoned", time.perf_counter() - started)
                 return
-            ready = await self._handed_over(request, resolved, built) or await self._launch(request, resolved, built, emit)
+            ready = await self._handed_over(request, resolved, built, options) or await self._launch(
+                request, resolved, built, emit, options
+            )
             if ready is None:  # the client left while waiting in line
                 metrics.launch_done("abandoned", time.perf_counter() - started)
                 return
@@ -68,6 +86,23 @@ class LaunchPipeline:
                 self.service.log.exception("Launch of %s/%s failed", request.provider, request.spec)
             metrics.launch_done("failure", time.perf_counter() - started, status_code=failure.status_code)
             await emit(failure.to_event())
+
+    async def _study(self, request: LaunchRequest, emit: Emit) -> tuple[ResolvedRepo, Built, dict[str, str]]:
+        """A study: its generated files in the store, the one study environment (prebuilt: normally cached)."""
+        provider = get_provider(request.provider, request.spec, parent=self.service)
+        store = StudyStore(studies.studies_dir(self.service.data_dir))
+        study = await studies.prepare(provider, store, request.query.get("image", ""), request.launch_host, emit)
+        key, cached = await studies.environment(self.service, Pin.parse(study.resolved.ref))
+        if cached is not None:
+            built = await self._cached(cached, "environment", emit)
+        else:
+            built = await self._shared_build(key, lambda publish: self._measured(self._build_study_environment(publish)), emit)
+        return study.resolved, built, {"study": study.entry}
+
+    async def _build_study_environment(self, publish: Publish) -> Environment:
+        return await studies.StudyEnvironment(parent=self.service).cached_or_built(
+            self.service.builder, lambda line: publish(log_event(line)), self.service.scratch_dir, anonymous=True
+        )
 
     async def _resolve(self, request: LaunchRequest) -> ResolvedRepo:
         provider = get_provider(request.provider, request.spec, parent=self.service)
@@ -176,14 +211,20 @@ class LaunchPipeline:
         publish(log_event(f"Building image {container.image_name(key)} with {container.describe()}"))
         return await container.build(resolved.repo_url, resolved.ref, key, lambda line: publish(log_event(line)))
 
-    async def _handed_over(self, request: LaunchRequest, resolved: ResolvedRepo, built: Built) -> dict[str, Any] | None:
+    async def _handed_over(
+        self, request: LaunchRequest, resolved: ResolvedRepo, built: Built, extra: dict[str, str]
+    ) -> dict[str, Any] | None:
         """A pre-started idle server of this environment from the workshop pool (service/pool.py), if any."""
+        if extra:  # a study's session gets its own generated files: never a pooled one
+            return None
         session = await self.service.pool.take(resolved, image_name(built))
         if session is None:
             return None
         return ready_event(request, resolved, built, session, session_options(request, resolved, built))
 
-    async def _launch(self, request: LaunchRequest, resolved: ResolvedRepo, built: Built, emit: Emit) -> dict[str, Any] | None:
+    async def _launch(
+        self, request: LaunchRequest, resolved: ResolvedRepo, built: Built, emit: Emit, extra: dict[str, str] | None = None
+    ) -> dict[str, Any] | None:
         reservation = await self.service.admit(resolved)
         try:
             async def waiting(position: int) -> None:
@@ -193,13 +234,15 @@ class LaunchPipeline:
             async with self.service.queue.slot(waiting):
                 if not request.stream_open():
                     return None
-                return await self._start_session(request, resolved, built, emit)
+                return await self._start_session(request, resolved, built, emit, extra or {})
         finally:
             self.service.admission.release(reservation)
 
-    async def _start_session(self, request: LaunchRequest, resolved: ResolvedRepo, built: Built, emit: Emit) -> dict[str, Any]:
+    async def _start_session(
+        self, request: LaunchRequest, resolved: ResolvedRepo, built: Built, emit: Emit, extra: dict[str, str]
+    ) -> dict[str, Any]:
         await emit(event(LAUNCHING, "Launching server...\n"))
-        options = session_options(request, resolved, built)
+        options = {**session_options(request, resolved, built), **extra}
 
         async def progress(message: str) -> None:
             await emit(event(LAUNCHING, message))
