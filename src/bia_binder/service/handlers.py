@@ -209,6 +209,7 @@ class BuildHandler(BaseHandler):
             raise Refused(e) from None  # a real 403/429 status (with Retry-After), and one failed event
         self._closed = False
         self.service.metrics.inprogress.inc()
+        self.service.launch_streams.add(self)
         keepalive = asyncio.ensure_future(self.keep_alive())
         try:
             request = LaunchRequest(
@@ -223,7 +224,15 @@ class BuildHandler(BaseHandler):
         finally:
             keepalive.cancel()
             self.service.metrics.inprogress.dec()
+            self.service.launch_streams.discard(self)
         if not self._closed:
+            self.finish()
+
+    async def end_with(self, item: dict[str, Any]) -> None:
+        """End this stream now with ``item`` (the service is stopping): its launch gets exactly one last event."""
+        await self.send_event(item)
+        if not self._closed:
+            self._closed = True
             self.finish()
 
     async def send_event(self, item: dict[str, Any]) -> None:
