@@ -14,6 +14,9 @@ from tests.stack import PROJECT_ROOT, BinderStack
 # One package cache for the whole run, as `make test` sets it: the sandboxed builds of the
 # stacks run as an unprivileged uid, which cannot reach uv's default cache under /root.
 os.environ.setdefault("UV_CACHE_DIR", str(PROJECT_ROOT / ".cache" / "uv"))
+# Encrypted homes need a master key: one for the run (hubs started by tests inherit it), so that no
+# test makes the host's /etc/bia-binder/home-master.key
+os.environ.setdefault("BIA_BINDER_HOME_MASTER_KEY", os.urandom(32).hex())
 
 #: the anonymous sessions' disk_limit in the shared stack
 SESSION_DISK = "64M"

@@ -83,11 +83,21 @@ class SandboxFactory:
         return sandbox
 
     def session(
-        self, name: str, profile: ResourceProfile, sandbox: Sandbox | None = None, anonymous: bool = True
+        self,
+        name: str,
+        profile: ResourceProfile,
+        sandbox: Sandbox | None = None,
+        anonymous: bool = True,
+        disk_tmp: bool = False,
     ) -> Session:
         sandbox = sandbox or self.sandbox()
+        home = self.layout.home(name)
+        tmp = None
+        if disk_tmp:  # as an anonymous session's disk gives it: a directory below its home
+            tmp = home / ".tmp"
+            tmp.mkdir()
         session = sandbox.prepare(
-            name, self.layout.home(name), profile, readonly=[self.layout.env_root], anonymous=anonymous
+            name, home, profile, readonly=[self.layout.env_root], anonymous=anonymous, tmp=tmp
         )
         self.sessions.append(session)
         return session

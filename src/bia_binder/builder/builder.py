@@ -108,6 +108,17 @@ class EnvBuilder(LoggingConfigurable):
         "filesystem for hardlinks.",
     )
     index_url = Unicode("", config=True, help="Python package index to install from (empty: uv's default, PyPI).")
+    find_links = List(
+        Unicode(),
+        config=True,
+        help="Directories of wheels uv may install besides the index (uv --find-links), shown read-only to "
+        "builds: e.g. torch's CPU wheels, which PyPI does not have. Default: /opt/wheels where it exists.",
+    )
+
+    @default("find_links")
+    def _default_find_links(self) -> list[str]:
+        return [path for path in ("/opt/wheels",) if Path(path).is_dir()]
+
     python = Unicode(
         config=True,
         help="Interpreter for environments whose repository does not ask for a Python version "
@@ -199,6 +210,7 @@ class EnvBuilder(LoggingConfigurable):
             "extra_packages": {name: sorted(reqs) for name, reqs in self.extra_packages.items()},
             "data_library_path": self.data_library_path,
             "index_url": self.index_url,
+            **({"find_links": sorted(self.find_links)} if self.find_links else {}),
             "python": self.python,
             "conda_channel_alias": self.conda_channel_alias,
         }
@@ -303,6 +315,11 @@ class EnvBuilder(LoggingConfigurable):
     async def _build_in(self, build_dir: Path, source_dir: Path, key: str, log: LogFn, anonymous: bool) -> Environment:
         started = time.monotonic()
         repo_dir = build_dir / "repo"
+        # the log is the user's: paths relative to the repository, placeholders for the host's directories
+        places = {repo_dir: ".", build_dir / "env": "<environment>", build_dir: "<build>", self.cache.root: "<environments>"}
+        if uv_cache := self.effective_uv_cache_dir():
+            places[Path(uv_cache)] = "<uv cache>"
+        log = without_host_paths(log, places)
         await asyncio.to_thread(shutil.copytree, source_dir, repo_dir, symlinks=True)
         repo = RepoFiles(repo_dir)
         pack = detect_buildpack(repo)
@@ -404,6 +421,7 @@ class EnvBuilder(LoggingConfigurable):
                 Path(self.data_library_path),
                 Path(self.uv_bin),
                 *[path for path in [Path(interpreter).resolve()] if path.exists()],
+                *[Path(path) for path in self.find_links if Path(path).is_dir()],
             ],
             # one mount for the cache and the build where they share a directory (see _build_area): hardlinks
             writable=[uv_cache.parent] if build_dir.parent == uv_cache.parent / BUILD_AREA_NAME else [build_dir, uv_cache],
@@ -570,6 +588,8 @@ class EnvBuilder(LoggingConfigurable):
             environ["UV_CACHE_DIR"] = uv_cache
         if self.index_url:
             environ["UV_INDEX_URL"] = self.index_url
+        if self.find_links:
+            environ["UV_FIND_LINKS"] = ",".join(self.find_links)
         return environ
 
 
@@ -582,6 +602,24 @@ def _readable_by_everyone(root: Path) -> None:
             path = os.path.join(directory, name)
             if not os.path.islink(path):
                 os.chmod(path, os.stat(path).st_mode | 0o444)
+
+
+def without_host_paths(log: LogFn, places: dict[Path, str]) -> LogFn:
+    """``log`` with each of ``places``' host paths (and what they resolve to) replaced by its placeholder;
+    a file below the repository becomes its path relative to the repository (``./setup.py`` → ``setup.py``)."""
+    pairs: list[tuple[str, str]] = []
+    for path, placeholder in places.items():
+        for spelling in {str(path), str(Path(path).resolve())}:
+            inside = "" if placeholder == "." else f"{placeholder}/"
+            pairs += [(f"{spelling}/", inside), (spelling, placeholder)]
+    pairs.sort(key=lambda pair: len(pair[0]), reverse=True)  # longest first: a path before its parent
+
+    def relative(line: str) -> None:
+        for host, placeholder in pairs:
+            line = line.replace(host, placeholder)
+        log(line)
+
+    return relative
 
 
 @lru_cache(maxsize=64)

@@ -791,15 +791,11 @@ class Session:
             cgroup_mounts=self.cgroup.mounted_at() if self.cgroup is not None else {},
             devices=gpus,
             optional_devices=list(_GPU_SHARED_NODES) if gpus else [],
-            tmp=self.tmp if not self._shows_below_tmp() else None,
+            # mounted first, under the session's own paths (bubblewrap.base_mounts); bubblewrap makes their
+            # mount points in it before any code of the session runs (a disk-backed /tmp is an anonymous,
+            # one-shot session's: its sandbox is set up once), so the session cannot redirect them
+            tmp=self.tmp,
         )
-
-    def _shows_below_tmp(self) -> bool:
-        """A path shown inside lives below /tmp (a data dir or checkout there): a disk-backed /tmp would cover
-        it, and making its mount points in the session's own /tmp would let the session redirect them; /tmp
-        is then a tmpfs (bounded by the session's memory instead)."""
-        shown = [*self.readonly, *self.writable, *(layer for _, layer in self.layers)]
-        return any(Path(path).is_relative_to("/tmp") for path in shown)
 
     def _bwrap_args(self, cwd: Path | None = None) -> list[str]:
         return bubblewrap.isolation_args(self.sandbox.die_with_parent) + bubblewrap.view_args(self.view(), cwd)
