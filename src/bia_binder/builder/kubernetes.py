@@ -235,8 +235,7 @@ class KubernetesBuilder(ContainerBuilder):
         return name, tag or "latest"
 
     async def image_exists(self, key: str) -> bool:
-        if key in self._built:
-            return True
+        """Whether the registry holds the image of ``key`` (asked each time: its retention may have removed it)."""
         repository, tag = self._repository_and_tag(key)
         url = f"{self.registry_base}/v2/{repository}/manifests/{tag}"
         try:
