@@ -271,3 +271,11 @@ def test_cli_writes_values_that_render(tmp_path, chart):
     values = yaml.safe_load((tmp_path / "values.yaml").read_text())
     assert by_kind(render(chart, values), "Deployment", "hub")
     assert main(["kubernetes", "values", "--config", str(tmp_path / "missing.py")]) == 1
+
+
+def test_helm_lint_finds_no_error(chart, tmp_path):
+    values = values_for(tmp_path, "gpu").values
+    result = helm.lint(chart_with_dependencies(tmp_path / "lint"), values, strict=True, namespace="binder",
+                       kube_version="1.32.0")  # fmt: skip
+    assert result["errors"] == [], result
+    assert all(m["severity"] <= 1 for m in result["messages"]), result["messages"]  # informational only
