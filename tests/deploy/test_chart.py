@@ -7,6 +7,7 @@ import json
 import shutil
 
 import helm_python as helm
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -20,7 +21,7 @@ from tests.deploy.configs import ALL
 
 #: the Kubernetes versions every object must validate for: the oldest we support and the newest bundled
 KUBERNETES_VERSIONS = ("1.32.0", kubernetes_validate.latest_version() + ".0")
-#: custom resources of dask-gateway's chart (traefik's and its own): their CRDs are validated instead
+#: custom resources of dask-gateway's chart (traefik's and its own): validated against their CRDs' schemas
 CUSTOM_API_GROUPS = ("traefik.io/", "traefik.containo.us/", "gateway.dask.org/")
 
 
@@ -76,10 +77,20 @@ def test_every_object_validates_strictly_for_kubernetes_1_32_and_the_newest(rend
     # ours and the upstream charts' are all there
     assert {"Deployment", "Service", "PodDisruptionBudget", "Role", "RoleBinding", "DaemonSet", "Ingress",
             "NetworkPolicy", "ConfigMap", "Secret", "CustomResourceDefinition"} <= kinds  # fmt: skip
+    crds = {
+        (f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"]): version["schema"]["openAPIV3Schema"]
+        for crd in (o["object"] for o in objects if o["object"]["kind"] == "CustomResourceDefinition")
+        for version in crd["spec"]["versions"]
+    }
     checked = 0
     for item in objects:
         obj = item["object"]
         if obj["apiVersion"].startswith(CUSTOM_API_GROUPS):
+            # custom resources (traefik's routes of dask-gateway) against the schema of their CRD, in the render
+            schema = crds.get((obj["apiVersion"], obj["kind"]))
+            assert schema is not None, f"no CRD for {obj['apiVersion']} {obj['kind']} in the chart"
+            errors = [e.message for e in jsonschema.Draft7Validator(schema["properties"]["spec"]).iter_errors(obj["spec"])]
+            assert not errors, f"{item['template']} {obj['kind']}/{obj['metadata']['name']}: {errors}"
             continue
         for version in KUBERNETES_VERSIONS:
             try:
