@@ -13,6 +13,7 @@ SUBCOMMAND_MODULES = (
     "bia_binder.sessions.doctor",  # doctor
     "bia_binder.portal.users",  # users
     "bia_binder.deploy.cli",  # kubernetes values
+    "bia_binder.federation.app",  # federation
 )
 
 
