@@ -143,8 +143,12 @@ def test_values_carry_the_config_over(tmp_path):
 
 
 def test_default_culling_is_12_hours_idle_and_a_week_of_age(tmp_path):
-    cull = values_for(tmp_path, "default").values["jupyterhub"]["cull"]
+    values = values_for(tmp_path, "default").values
+    cull = values["jupyterhub"]["cull"]
     assert (cull["timeout"], cull["maxAge"]) == (12 * 3600, 7 * 24 * 3600)
+    # not derived from the service pod's own memory: the cluster bounds sessions
+    assert values["binder"]["config"]["Admission"] == {"max_sessions": 0}
+    assert "activeServerLimit" not in values["jupyterhub"]["hub"]
 
 
 def test_no_secret_reaches_the_values(tmp_path):

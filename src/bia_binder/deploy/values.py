@@ -375,6 +375,9 @@ def binder_values(config: Config, deployment: KubernetesDeployment, warnings: li
         }
     )
     service_config.setdefault("KubernetesBuilder", {}).update({"registry_url": registry_url(config, deployment)})
+    # unset, the limit would be derived from the service pod's own free memory, which says nothing about the
+    # nodes: the hub's activeServerLimit (the same number) and the cluster's capacity bound sessions instead
+    service_config.setdefault("Admission", {}).setdefault("max_sessions", 0)
     name, tag = split_image(deployment.image)
     return {
         "name": BINDER_SERVICE_NAME,
