@@ -11,6 +11,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from traitlets.config import PyFileConfigLoader
 
 from bia_binder.deploy.quantities import bytes_of
 from bia_binder.deploy.validate import ValuesError, check_jupyterhub_values
@@ -264,17 +265,24 @@ def test_gpu_profile_requests_gpus_on_gpu_nodes(tmp_path):
     assert values["jupyterhub"]["singleuser"]["storage"]["dynamic"]["storageClass"] == "fast-rwo"
 
 
-def test_dask_gateway_uses_the_kubernetes_backend_and_jupyterhub_auth(rendered):
+def test_dask_gateway_uses_the_kubernetes_backend_and_jupyterhub_auth(rendered, tmp_path):
+    """The gateway's rendered config file, loaded as dask-gateway-server loads it."""
     _, values, objects = rendered
-    [config] = by_kind(objects, "ConfigMap", "api-dask-gateway")
-    text = "\n".join(config["data"].values())
-    assert "KubeBackend" in text or "kubernetes" in text.lower()
+    [config_map] = by_kind(objects, "ConfigMap", "api-dask-gateway")
+    (tmp_path / "dask_gateway_config.py").write_text(config_map["data"]["dask_gateway_config.py"])
+    loaded = PyFileConfigLoader("dask_gateway_config.py", path=str(tmp_path)).load_config()
+    assert loaded.DaskGateway.backend_class == "dask_gateway_server.backends.kubernetes.KubeBackend"
+    assert loaded.DaskGateway.authenticator_class == "dask_gateway_server.auth.JupyterHubAuthenticator"
+    assert loaded.JupyterHubAuthenticator.jupyterhub_api_url == "http://hub:8081/hub/api"
+    image = values.values["dask-gateway"]["gateway"]["backend"]["image"]
+    assert loaded.KubeClusterConfig.image == f"{image['name']}:{image['tag']}"
+    assert loaded.ClusterConfig.cluster_max_memory == 32 * 1024**3  # c.DaskGatewayService.max_memory
     [gateway] = by_kind(objects, "Deployment", "api-dask-gateway")
     env = {e["name"]: e for e in gateway["spec"]["template"]["spec"]["containers"][0].get("env", [])}
     assert env["JUPYTERHUB_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {
         "name": "hub", "key": "hub.services.dask-gateway.apiToken"}  # fmt: skip
-    assert "JupyterHubAuthenticator" in text
-    assert "dask-gateway" in values.values["jupyterhub"]["hub"]["services"]
+    # the hub registers the gateway as a service (and generates that token)
+    assert "hub.services.dask-gateway.apiToken" in by_kind(objects, "Secret", "hub")[0]["data"]
 
 
 def test_cli_writes_values_that_render(tmp_path, chart):
