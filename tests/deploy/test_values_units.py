@@ -57,3 +57,23 @@ def test_the_container_builders_prefix_wins_and_is_the_only_image_sessions_may_r
 def test_logins_other_than_oidc_are_refused_with_a_reason():
     with pytest.raises(ValueError, match="OIDC .* or none"):
         chart_values(Config(), auth="native")
+
+
+async def test_logins_cannot_take_the_anonymous_prefix_but_temporary_users_still_can_be_created():
+    import logging
+    from types import SimpleNamespace
+
+    from bia_binder.deploy.hub import configure_hub
+
+    c = Config()
+    c.Authenticator.post_auth_hook = lambda authenticator, handler, auth: {**auth, "seen": True}
+    configure_hub(c, cull={"enabled": True})
+    hook = c.Authenticator.post_auth_hook
+    authenticator = SimpleNamespace(log=logging.getLogger("test"))
+    assert await hook(authenticator, None, {"name": "binder-org-repo-1a2b3c4d"}) is None
+    assert await hook(authenticator, None, {"name": "alice"}) == {"name": "alice", "seen": True}  # the deployer's hook ran
+    assert "username_pattern" not in c.Authenticator  # which would refuse the binder-… users the endpoint creates
+    culler = next(s for s in c.JupyterHub.services if s["name"] == "idle-culler-temporary")
+    assert "--timeout=43200" in culler["command"] and "--cull-users=true" in culler["command"]
+    role = next(r for r in c.JupyterHub.load_roles if r["name"] == "idle-culler-temporary")
+    assert all(scope.endswith("!group=binder-temporary") for scope in role["scopes"])
