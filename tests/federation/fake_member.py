@@ -36,6 +36,7 @@ class FakeMember:
         self.held: set[str] = set()
         self.built: list[str] = []  # refs it built
         self.launches: list[str] = []  # specs it was asked to launch
+        self.forwarded_for: list[str] = []  # the X-Forwarded-For of each launch (the client the gateway names)
         self.sessions = 0
         self.health_checks = 0
         self.holds_queries = 0
@@ -110,6 +111,7 @@ class _Build(_Handler):
     async def get(self, provider: str, spec: str) -> None:
         m = self.member
         m.launches.append(spec)
+        m.forwarded_for.append(self.request.headers.get("X-Forwarded-For", ""))
         ref = spec.rsplit("/", 1)[-1]
         behaviour = m.behaviour
         if behaviour == "http-500":

@@ -41,6 +41,7 @@ from traitlets.config.loader import PyFileConfigLoader
 from .. import __version__
 from ..providers import get_provider
 from ..providers.base import ResolvedRepo
+from ..service.bans import BanList
 from ..service.builds import failure_from
 from ..service.handlers import StaticHandler
 from .handlers import NotFoundHandler, routes
@@ -84,6 +85,11 @@ class FederationGateway(Application):
     )
     keepalive_interval = Float(20, config=True, help="Seconds between keepalive comments on the gateway's event streams.")
     banner = Unicode("", config=True, help="HTML shown at the top of every page (announcements).")
+    logins = Bool(
+        False,
+        config=True,
+        help="Show the pages' 'Log in' link (it leads to a member's hub, /hub/...): set it when members have a login.",
+    )
     allow_local_repos = Bool(
         False, config=True, help="Resolve repositories on loopback/private addresses and file:// (development and tests)."
     )
@@ -94,7 +100,7 @@ class FederationGateway(Application):
     hub_prefix = "/hub/"  # the pages' login links; the gateway sends /hub/ to a member (HubRedirectHandler)
     config_file = Unicode("", help="The file the configuration came from (reloaded on SIGHUP).")
 
-    classes = [HealthMonitor, Selector, Holdings, LaunchProxy]
+    classes = [HealthMonitor, Selector, Holdings, LaunchProxy, BanList]
 
     @validate("base_url")
     def _slashed(self, proposal):
@@ -113,6 +119,7 @@ class FederationGateway(Application):
         self.pool: list[Member] = members_from_config(self.members)
         if not self.pool:
             raise MemberConfigError("c.FederationGateway.members is empty: list at least one member")
+        self.bans = BanList(parent=self)  # the member pages' handlers refuse banned specs here too
         self.monitor = HealthMonitor(parent=self)
         self.selector = Selector(parent=self)
         self.holdings = Holdings(parent=self)
@@ -171,7 +178,7 @@ class FederationGateway(Application):
         holders = await self.holdings.holders(members, resolved.provider, resolved.ref, self.client)
         return self.selector.place(members, repo_key(resolved), holders)
 
-    async def launch(self, provider: str, spec: str, emit, stream_open) -> LaunchResult:
+    async def launch(self, provider: str, spec: str, emit, stream_open, client_address: str = "") -> LaunchResult:
         try:
             resolved = await self.resolve(provider, spec)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one `failed` event
@@ -181,7 +188,11 @@ class FederationGateway(Application):
             self.metrics.launches.labels(member="", outcome="failed").inc()
             return LaunchResult("failed")
         placement = await self.place(resolved)
-        request = {"binder_request": f"v2/{provider}/{spec}", "binder_launch_host": f"{self.public_origin}{self.base_url}"}
+        request = {
+            "binder_request": f"v2/{provider}/{spec}",
+            "binder_launch_host": f"{self.public_origin}{self.base_url}",
+            "client_address": client_address,  # members rate-limit the client, not the gateway (docs/federation.md)
+        }
 
         def attempting(member: Member) -> None:
             self.holdings.remember(resolved.provider, resolved.ref, member)

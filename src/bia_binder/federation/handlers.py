@@ -31,6 +31,7 @@ from ..service.handlers import (
     LegacyRepoHandler,
     MainHandler,
     NotFoundHandler,
+    Refused,
     RepoProvidersHandler,
 )
 
@@ -82,6 +83,10 @@ class GatewayBuildHandler(GatewayHandler):
 
     async def get(self, provider: str, _unquoted_spec: str) -> None:
         spec = self.raw_spec(provider)
+        try:
+            self.gateway.bans.check_spec(provider, spec)  # refused here, before any member is asked
+        except LaunchError as e:
+            raise Refused(e) from None
         if self.gateway.mode == "redirect":
             await self.redirect_to_member(provider, spec, "build")
             return
@@ -93,7 +98,7 @@ class GatewayBuildHandler(GatewayHandler):
         self._closed = False
         keepalive = asyncio.ensure_future(self.keep_alive())
         try:
-            await self.gateway.launch(provider, spec, self.send_event, lambda: not self._closed)
+            await self.gateway.launch(provider, spec, self.send_event, lambda: not self._closed, self.request.remote_ip)
         finally:
             keepalive.cancel()
         if not self._closed:

@@ -128,7 +128,11 @@ class LaunchProxy(LoggingConfigurable):
         url = f"{member.url}build/{quote(resolved.provider, safe='')}/{resolved.persistent_spec}"
         timeout = httpx.Timeout(self.stall_timeout, connect=self.connect_timeout)
         try:
-            async with client.stream("GET", url, headers={"Accept": "text/event-stream"}, timeout=timeout) as response:
+            headers = {"Accept": "text/event-stream"}
+            if request.get("client_address"):
+                # a member trusts this only from an address in its c.RateLimiter.trusted_proxies
+                headers["X-Forwarded-For"] = request["client_address"]
+            async with client.stream("GET", url, headers=headers, timeout=timeout) as response:
                 if response.status_code >= 500:
                     return self._member_failed(attempt, f"it answered HTTP {response.status_code}", down=True, phase=phase)
                 async for line in response.aiter_lines():
@@ -143,7 +147,7 @@ class LaunchProxy(LoggingConfigurable):
                         return self._member_failed(attempt, "it sent an event that is not JSON", down=False, phase=phase)
                     kind = item.get("phase") if isinstance(item, dict) else None
                     if kind == READY:
-                        attempt.ready = {**item, **request, "federation_member": member.name}
+                        attempt.ready = {**item, **user_facing(request), "federation_member": member.name}
                         await emit(attempt.ready)
                         attempt.outcome = "ready"
                         return kind
@@ -174,3 +178,8 @@ class LaunchProxy(LoggingConfigurable):
 
 
 __all__ = ["Attempt", "LaunchProxy", "LaunchResult"]
+
+
+def user_facing(request: dict[str, str]) -> dict[str, str]:
+    """What of the gateway's request goes into ``ready``: the user's binder_* view, not the client address."""
+    return {key: value for key, value in request.items() if key.startswith("binder_")}
