@@ -141,6 +141,8 @@ class BinderService(Application):
         self._route_ok_until = self._hub_ok_until = 0.0
         self.admission = Admission(parent=self, sessions_dir=str(Path(self.data_dir) / "sessions"))
         self.session_disk_limit = ResourceProfiles(parent=self).anonymous_profile().disk_limit
+        if self.container_builder.engine == "kubernetes" and self.container_builds == "always":
+            self.session_disk_limit = 0  # sessions write to their nodes' disks (ephemeral-storage), not ours
         self._reservations = itertools.count()
         self.pipeline = LaunchPipeline(self)
 
