@@ -56,7 +56,7 @@ def thumbnail_cell_seconds(stack: BinderStack, archives, ready: dict, runs: int)
     work = Path(stack.data_dir) / "bench-notebook"
     work.mkdir(exist_ok=True)
     for file_name in (name, "study.json"):
-        body = httpx.get(f"{ready['url']}api/contents/{file_name}?content=1&format=text", headers=headers, timeout=30).json()
+        body = httpx.get(f"{ready['url']}api/contents/{file_name}?type=file&format=text&content=1", headers=headers, timeout=30).json()
         (work / file_name).write_text(body["content"])
     python = Path(stack.data_dir) / "envs" / ready["image"] / "env" / "bin" / "python"
     kernels = Path(stack.data_dir) / "bench-jupyter" / "kernels" / "study-env"
