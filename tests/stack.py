@@ -57,7 +57,10 @@ class BinderStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [sys.executable, "-m", "bia_binder.cli", "up", "--port", str(self.port), "--data-dir", str(self.data_dir), *self.extra_args]
         config_path = self.data_dir / "bia_binder_config.py"
-        config_path.write_text(self._admin_service_config() + self.config)
+        # every test launch comes from 127.0.0.1: a suite (fuzzing included) would hit the per-client launch rate
+        # limit; a stack's own config (after this line) can set one back
+        unthrottled = "c.RateLimiter.limit = 0\n"
+        config_path.write_text(self._admin_service_config() + unthrottled + self.config)
         args += ["--config", str(config_path)]
         env = {**os.environ, "PATH": f"{PROJECT_ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ.get('PATH', '')}", **self.env}
         self.proc = subprocess.Popen(args, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, env=env, cwd=self.data_dir)

@@ -41,7 +41,8 @@ c.JupyterHub.hub_routespec = "/hub/"
 c.JupyterHub.db_url = f"sqlite:///{data_dir / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(data_dir / "secrets" / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(data_dir / "jupyterhub.pid")
-c.JupyterHub.cleanup_servers = True
+# `up --keep-sessions`: sessions outlive a stop; the next hub adopts them (BinderSpawner.load_state)
+c.JupyterHub.cleanup_servers = not settings.keep_sessions
 # session tokens never reach a log line, JupyterHub's included (see hub/logs.py)
 redact_logs(c)
 c.ConfigurableHTTPProxy.command, proxy_environ = proxy_command(settings.proxy_command)

@@ -57,6 +57,12 @@ class BuildTracker:
     def __len__(self) -> int:
         return len(self._builds)
 
+    def values(self) -> list[SharedBuild]:
+        return list(self._builds.values())
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._builds
+
     def join_or_start(self, key: str, build: BuildFn) -> tuple[SharedBuild, bool]:
         """The build for ``key`` and whether this call started it."""
         if key in self._builds:

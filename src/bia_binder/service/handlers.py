@@ -50,6 +50,14 @@ def set_security_headers(handler: web.RequestHandler) -> None:
     handler.set_header("Cross-Origin-Opener-Policy", "same-origin")
 
 
+class Refused(web.HTTPError):
+    """A launch refused before it starts (banned, rate-limited): its status, one line, and when to retry."""
+
+    def __init__(self, error: LaunchError):
+        super().__init__(error.status_code, error.message)
+        self.retry_after = getattr(error, "retry_after", None)
+
+
 class StaticHandler(web.StaticFileHandler):
     """Our static files, with the same headers as our pages (nosniff matters most here)."""
 
@@ -98,6 +106,7 @@ class BaseHandler(web.RequestHandler):
                 version=__version__,
                 hub_url=self.service.hub_prefix,
                 login_url=f"{self.service.hub_prefix}login",
+                logins=self.service.logins,  # no "Log in" that leads to a 403 where nobody can log in
                 xsrf_form_html=self.xsrf_form_html,
                 banner=self.service.banner,
                 **context,
@@ -109,6 +118,8 @@ class BaseHandler(web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, web.HTTPError) and exc.log_message:
             message = exc.log_message
+        if isinstance(exc, Refused) and exc.retry_after:
+            self.set_header("Retry-After", str(exc.retry_after))  # send_error cleared headers set before
         if "text/event-stream" in self.request.headers.get("Accept", ""):
             # an event-stream client (BinderHub's JS client) reads the reason as one failed event
             self.set_header("Content-Type", "text/event-stream")
@@ -139,8 +150,9 @@ class LaunchPageHandler(BaseHandler):
         try:
             study_query = study_query_of(self, provider, spec)
             opens = launch_paths.validated({name: self.get_argument(name, "") for name in LAUNCH_PATH_PARAMETERS})
+            self.service.bans.check_spec(provider, spec)
         except LaunchError as e:
-            raise web.HTTPError(e.status_code, e.message) from None
+            raise Refused(e) from None
         build_query = f"?{urlencode(study_query)}" if study_query else ""
         self.render_page(
             "loading.html",
@@ -189,6 +201,12 @@ class BuildHandler(BaseHandler):
         except LaunchError as e:  # the stream's one failed event says why (EventSource drops non-200 bodies)
             await self.send_event(e.to_event())
             return
+        try:
+            self.service.bans.check_spec(provider, spec)
+            limiter = self.service.rate_limiter
+            limiter.hit(limiter.client_address(self.request))
+        except LaunchError as e:
+            raise Refused(e) from None  # a real 403/429 status (with Retry-After), and one failed event
         self._closed = False
         self.service.metrics.inprogress.inc()
         keepalive = asyncio.ensure_future(self.keep_alive())
@@ -233,10 +251,21 @@ class BuildHandler(BaseHandler):
 
 class HealthHandler(BaseHandler):
     async def get(self) -> None:
+        from .federation_member import member_load  # the federation gateway ranks members by this load
+
         checks = await self.service.health_checks()
         ok = all(check["ok"] for check in checks)
         self.set_status(200 if ok else 503)
-        self.finish({"ok": ok, "checks": checks})
+        self.finish({"ok": ok, "checks": checks, "load": await member_load(self.service)})
+
+
+class RouteProbeHandler(BaseHandler):
+    """What /health asks for through the proxy: this process's instance id (see BinderService.route_status)."""
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/plain")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(self.service.instance_id)
 
 
 class VersionsHandler(BaseHandler):
@@ -319,15 +348,19 @@ def malformed_url_reason(raw_path: str) -> str | None:
 
 
 def routes(base_url: str) -> list[tuple]:
+    from .federation_member import HoldsHandler  # imports this module
+
     prefix = re.escape(base_url.rstrip("/"))
     return [
         (rf"{prefix}/?", MainHandler),
         (rf"{prefix}/v2{SPEC_PATTERN}", LaunchPageHandler),
         (rf"{prefix}/build{SPEC_PATTERN}", BuildHandler),
         (rf"{prefix}/health/?", HealthHandler),
+        (rf"{prefix}/health/route-probe", RouteProbeHandler),
         (rf"{prefix}/versions/?", VersionsHandler),
         (rf"{prefix}/api/repoproviders/?", RepoProvidersHandler),
         (rf"{prefix}/api/openapi\.json", OpenAPIHandler),
+        (rf"{prefix}/api/federation/holds", HoldsHandler),
         (rf"{prefix}/badge(_logo)?\.svg", BadgeHandler),
         (rf"{prefix}/metrics/?", MetricsHandler),
         (rf"{prefix}/repo/([^/]+)/([^/]+)(/.*)?", LegacyRepoHandler),
