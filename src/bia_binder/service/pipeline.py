@@ -97,7 +97,7 @@ class LaunchPipeline:
         if cached is not None:
             built = await self._cached(cached, "environment", emit)
         else:
-            built = await self._shared_build(key, lambda publish: self._measured(self._build_study_environment(publish)), emit)
+            built = await self._shared_build(key, lambda publish: self._measured(self._build_study_environment(publish), publish), emit)
         return study.resolved, built, {"study": study.entry}
 
     async def _build_study_environment(self, publish: Publish) -> Environment:
