@@ -8,6 +8,7 @@ the same one the hub loads (``c.BinderService.*``, ``c.EnvBuilder.*``, ``c.GitHu
 from __future__ import annotations
 
 import asyncio
+import importlib
 import itertools
 import logging
 import os
@@ -271,6 +272,9 @@ class BinderService(Application):
         prebuild = asyncio.ensure_future(self.prebuild()) if wanted else None
         if StudyEnvironment(parent=self).prebuild:
             self._study_prebuild = asyncio.ensure_future(self.prebuild_study_environment())
+        # study launches and searches read metadata with bia_binder.data: import it (zarr, dask: seconds on a
+        # busy host) now that the service answers, rather than in the first launch
+        self._data_import = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "bia_binder.studies.launch"))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
