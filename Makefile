@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # under root's private home: sandboxed builds run as an unprivileged uid and must reach it.
 export UV_CACHE_DIR ?= $(CURDIR)/.cache/uv
 
-.PHONY: install system-deps run test test-fast bench clean
+.PHONY: install system-deps run test test-fast bench clean locks
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,3 +48,7 @@ bench: install
 
 clean:
 	rm -rf $(VENV) node_modules
+
+# Pin the portal environments (src/bia_binder/environments/*/requirements.in → requirements.txt).
+locks: $(VENV)/.installed
+	bash scripts/lock-environments.sh

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system packages bia-binder uses, where this host lets us (root + apt).
 # bubblewrap: session sandbox; chromium: browser tests; rclone: data transfer in sessions;
-# e2fsprogs: ext4 images for home quotas.
+# e2fsprogs: ext4 images for home quotas; slirp4netns, nftables, iproute2: each session's own
+# network namespace (no host loopback, no private ranges); util-linux: setpriv (the sandbox drops
+# to the session's uid with it); fscrypt: encrypted homes.
+# The portal's languages (kernels in the default environment, docs/portal.md): r-base-core +
+# r-cran-irkernel (R), octave (Octave), default-jdk-headless (Kotlin kernel, ImageJ), imagej (ImageJ 1).
 set -u
-PKGS="bubblewrap chromium rclone e2fsprogs"
+PKGS="bubblewrap chromium rclone e2fsprogs slirp4netns nftables iproute2 util-linux fscrypt"
+PKGS="$PKGS r-base-core r-cran-irkernel octave default-jdk-headless imagej"
 missing=""
 for p in $PKGS; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

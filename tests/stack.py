@@ -57,7 +57,10 @@ class BinderStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [sys.executable, "-m", "bia_binder.cli", "up", "--port", str(self.port), "--data-dir", str(self.data_dir), *self.extra_args]
         config_path = self.data_dir / "bia_binder_config.py"
-        config_path.write_text(self._admin_service_config() + self.config)
+        # every test launch comes from 127.0.0.1: a suite (fuzzing included) would hit the per-client launch rate
+        # limit; a stack's own config (after this line) can set one back
+        unthrottled = "c.RateLimiter.limit = 0\n"
+        config_path.write_text(self._admin_service_config() + unthrottled + self.config)
         args += ["--config", str(config_path)]
         env = {**os.environ, "PATH": f"{PROJECT_ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ.get('PATH', '')}", **self.env}
         self.proc = subprocess.Popen(args, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, env=env, cwd=self.data_dir)
@@ -69,6 +72,8 @@ class BinderStack:
             f"c.JupyterHub.services.append({{'name': 'test-admin', 'api_token': {self.admin_token!r}}})\n"
             "c.JupyterHub.load_roles.append({'name': 'test-admin', 'scopes': ['admin-ui', 'admin:users', "
             "'admin:servers', 'admin:groups', 'list:users', 'read:users', 'tokens'], 'services': ['test-admin']})\n"
+            # most stack tests launch no study: building its environment at start would only cost them time
+            "c.StudyEnvironment.prebuild = False\n"
         )
 
     def wait_healthy(self, timeout: float) -> None:

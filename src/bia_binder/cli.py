@@ -12,6 +12,7 @@ SUBCOMMAND_MODULES = (
     "bia_binder.builder.cli",  # build, run, cache
     "bia_binder.sessions.doctor",  # doctor
     "bia_binder.portal.users",  # users
+    "bia_binder.deploy.cli",  # kubernetes values
     "bia_binder.federation.app",  # federation
 )
 

@@ -26,6 +26,7 @@ class UpSettings:
     allow_local_repos: bool = False
     unsafe_no_sandbox: bool = False
     auth: str = "none"
+    keep_sessions: bool = False
 
     def to_environ(self) -> dict[str, str]:
         return {f"{PREFIX}{f.name.upper()}": _encode(getattr(self, f.name)) for f in fields(self)}

@@ -33,6 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--allow-local-repos", action="store_true", help="allow repositories on loopback/private addresses (development)")
     up.add_argument("--unsafe-no-sandbox", action="store_true", help="allow anonymous launches where the sandbox is unavailable")
     up.add_argument("--auth", choices=["none", "oidc", "native", "dev"], default="none", help="how users log in at /hub/")
+    up.add_argument(
+        "--keep-sessions",
+        action="store_true",
+        help="leave running sessions running when stopped (JupyterHub's cleanup_servers=False); the next `up` adopts them",
+    )
     up.set_defaults(func=run_up)
 
     launch = subparsers.add_parser("launch", help="launch <provider>/<spec> on a running service and print the URL")
@@ -74,6 +79,7 @@ def settings_from_args(args: argparse.Namespace) -> UpSettings:
         allow_local_repos=args.allow_local_repos,
         unsafe_no_sandbox=args.unsafe_no_sandbox,
         auth=args.auth,
+        keep_sessions=args.keep_sessions,
     )
 
 
@@ -143,6 +149,21 @@ def free_leftovers(settings: UpSettings, operator_config: Config) -> None:
         print(f"bia-binder: freed what dead sessions left: {freed.summary()}", flush=True)
 
 
+def check_home_encryption(settings: UpSettings, operator_config: Config) -> None:
+    """With a login: whether homes are encrypted here; 'yes' without host support stops `up` in one line."""
+    if settings.auth == "none":
+        return
+    from .portal.encryption import EncryptionError, HomeEncryption
+
+    encryption = HomeEncryption(config=operator_config)
+    try:
+        encryption.active()
+    except EncryptionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"home encryption: {encryption.status_line()}", flush=True)
+
+
 def check_auth(mode: str, operator_config: Config) -> None:
     """A mode lacking its secret or client stops here with one line, before anything starts."""
     if mode == "none":
@@ -164,42 +185,89 @@ def run_up(args: argparse.Namespace) -> int:
     print_guarantees(settings, operator_config)
     free_leftovers(settings, operator_config)
     print_dask_gateway_status(settings, operator_config)
+    check_home_encryption(settings, operator_config)
     env = {**os.environ, **settings.to_environ()}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     command = [sys.executable, "-m", "jupyterhub", "-f", str(HUB_CONFIG)]
     print(f"bia-binder: starting on {settings.public_url} (data in {settings.data_dir})", flush=True)
-    return supervise(lambda: subprocess.Popen(command, env=env, cwd=settings.data_dir))
+    # the hub in a session of its own: a Ctrl-C reaches only us, and we stop the hub once, in order
+    return supervise(lambda: subprocess.Popen(command, env=env, cwd=settings.data_dir, start_new_session=True))
 
 
 #: a hub that crashes more often than this within RESTART_WINDOW seconds is not restarted again
 MAX_RESTARTS, RESTART_WINDOW = 5, 600.0
+#: seconds the hub gets to stop its services, sessions and proxy after SIGINT/SIGTERM before we end them
+STOP_TIMEOUT = 7.0
 
 
-def supervise(start: Callable[[], subprocess.Popen]) -> int:
-    """Run the hub; forward SIGINT/SIGTERM to it; start it again when a signal kills it without our asking
+def supervise(start: Callable[[], subprocess.Popen], stop_timeout: float = STOP_TIMEOUT) -> int:
+    """Run the hub; on SIGINT/SIGTERM stop it (SIGTERM once; what is left after ``stop_timeout`` seconds, or at
+    a second signal, is killed, sessions excepted); start it again when a signal kills it without our asking
     (``kill -9``, the OOM killer): sessions keep running, and the new hub adopts them."""
     hub = start()
-    stopping = False
+    stop_requested: list[float] = []
     restarts: list[float] = []
 
-    def forward(signum, _frame):
-        nonlocal stopping
-        stopping = True
+    def stop(signum, _frame):
+        if stop_requested:  # a second Ctrl-C: the user will not wait
+            force_stop(hub)
+            return
+        stop_requested.append(time.monotonic())
         if hub.poll() is None:
-            hub.send_signal(signum)
+            hub.send_signal(signal.SIGTERM)
 
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     while True:
-        status = hub.wait()
+        try:
+            # short waits: a signal handler runs between them (a wait already under way would not see it)
+            status = hub.wait(timeout=0.25)
+        except subprocess.TimeoutExpired:
+            if not stop_requested or time.monotonic() - stop_requested[0] < stop_timeout:
+                continue
+            print(f"bia-binder: the hub did not stop within {stop_timeout:g} s; ending it", flush=True)
+            force_stop(hub)
+            status = hub.wait()
         now = time.monotonic()
         restarts = [t for t in restarts if now - t < RESTART_WINDOW]
         # a signal killed it (kill -9, the OOM killer, a segfault); an error exit (bad config) is not retried
-        if stopping or status >= 0 or len(restarts) >= MAX_RESTARTS:
+        if stop_requested or status >= 0 or len(restarts) >= MAX_RESTARTS:
             return status
         restarts.append(now)
         print(f"bia-binder: the hub exited with status {status}; starting it again (sessions keep running)", flush=True)
         hub = start()
+
+
+def is_session(process) -> bool:
+    """A session's (or build's) process: in one of the sandbox's cgroups, or a server under /user/."""
+    try:
+        with open(f"/proc/{process.pid}/cgroup") as cgroups:
+            if "/bia-binder/" in cgroups.read():
+                return True
+        return any(arg.startswith("--ServerApp.base_url=/user/") for arg in process.cmdline())
+    except Exception:  # noqa: BLE001 - gone, or not ours to read (psutil, OSError): not a session we know
+        return False
+
+
+def force_stop(hub: subprocess.Popen) -> None:
+    """SIGKILL the hub and what it started (proxy, services), but not sessions: those are adopted by the
+    next `up`, or freed by its reconciler."""
+    import psutil
+
+    try:
+        root = psutil.Process(hub.pid)
+        sessions = {p.pid for p in root.children(recursive=True) if is_session(p)}
+        doomed = [
+            p for p in root.children(recursive=True)
+            if p.pid not in sessions and not any(a.pid in sessions for a in p.parents())
+        ]  # fmt: skip
+    except psutil.NoSuchProcess:
+        return
+    for process in [root, *doomed]:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def run_launch(args: argparse.Namespace) -> int:

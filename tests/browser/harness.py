@@ -167,6 +167,7 @@ class HarnessHandler(web.RequestHandler):
                 version=bia_binder.__version__,
                 hub_url="/hub/",
                 login_url="/hub/login",
+                logins=self.harness.logins,
                 xsrf_form_html=self.xsrf_form_html,
                 banner=self.harness.banner,
                 **context,
@@ -303,9 +304,10 @@ class FakeServerHandler(web.RequestHandler):
 class PageHarness:
     """Serves the pages on a free 127.0.0.1 port of the running asyncio loop."""
 
-    def __init__(self, base_url: str = "/", banner: str = "", event_delay: float = 0.002):
+    def __init__(self, base_url: str = "/", banner: str = "", event_delay: float = 0.002, logins: bool = True):
         self.base_url = base_url
         self.banner = banner
+        self.logins = logins
         self.event_delay = event_delay
         self.repoproviders: list[dict[str, Any]] = REPOPROVIDERS
         #: what the home page template gets: the list, its JSON text, or None (the page fetches it)

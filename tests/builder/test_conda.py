@@ -43,7 +43,7 @@ def channels(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def builder(channels: Path, tmp_path_factory: pytest.TempPathFactory) -> EnvBuilder:
     return EnvBuilder(
         cache_dir=str(tmp_path_factory.mktemp("conda-envs")),
-        session_packages=["packaging"],
+        session_packages=["packaging"], extra_packages={},
         conda_channel_alias=channels.as_uri(),
     )
 

@@ -29,7 +29,7 @@ def repo_with_post_build(root: Path, script: str) -> Path:
 
 def make_builder(tmp_path: Path, **traits) -> EnvBuilder:
     # no session packages: these tests are about limits, not contents
-    return EnvBuilder(cache_dir=str(tmp_path / "envs"), session_packages=[], **traits)
+    return EnvBuilder(cache_dir=str(tmp_path / "envs"), session_packages=[], extra_packages={}, **traits)
 
 
 def processes_with(token: str) -> list[int]:
@@ -107,7 +107,7 @@ async def test_two_processes_building_one_key_build_it_once(tmp_path: Path) -> N
     other_process = subprocess.Popen([
         sys.executable, "-c",
         "import asyncio, sys; from bia_binder.builder import EnvBuilder\n"
-        f"b = EnvBuilder(cache_dir={str(tmp_path / 'envs')!r}, session_packages=[])\n"
+        f"b = EnvBuilder(cache_dir={str(tmp_path / 'envs')!r}, session_packages=[], extra_packages={{}})\n"
         f"asyncio.run(b.build(__import__('pathlib').Path({str(repo)!r}), 'shared', lambda line: None))\n",
     ])  # fmt: skip
     try:

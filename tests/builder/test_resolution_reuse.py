@@ -55,7 +55,7 @@ def test_a_stale_resolution_is_not_used(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 async def test_rebuild_of_an_equal_environment_installs_offline(tmp_path: Path) -> None:
-    builder = EnvBuilder(cache_dir=str(tmp_path / "envs"), session_packages=["packaging"])
+    builder = EnvBuilder(cache_dir=str(tmp_path / "envs"), session_packages=["packaging"], extra_packages={})
     logs: dict[str, list[str]] = {}
     for name in ("first", "second"):
         repo = tmp_path / name

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bia_binder.builder import EnvBuilder
-from bia_binder.builder.cli import directory_fingerprint
+from bia_binder.builder.cli import directory_fingerprint, run_environ
 from bia_binder.events import LaunchError
 
 HERE = Path(__file__).parent
@@ -29,7 +29,7 @@ CONFORMANCE_SESSION_PACKAGES = ["packaging"]
 @pytest.fixture(scope="module")
 def builder(tmp_path_factory: pytest.TempPathFactory) -> EnvBuilder:
     cache = tmp_path_factory.mktemp("conformance") / "envs"
-    return EnvBuilder(cache_dir=str(cache), session_packages=CONFORMANCE_SESSION_PACKAGES)
+    return EnvBuilder(cache_dir=str(cache), session_packages=CONFORMANCE_SESSION_PACKAGES, extra_packages={})
 
 
 def test_every_case_says_what_it_expects() -> None:
@@ -63,7 +63,7 @@ async def test_conformance(case: Path, builder: EnvBuilder, tmp_path: Path) -> N
         subprocess.run,
         env.command([str(workdir / "verify")]),
         cwd=workdir,
-        env=env.session_environ(os.environ),
+        env=run_environ(env, workdir),
         capture_output=True,
         text=True,
         timeout=300,

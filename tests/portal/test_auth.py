@@ -23,6 +23,7 @@ from bia_binder.portal.auth import (
     check_auth_config,
     check_auth_environment,
     configure_auth,
+    pseudonymous_username,
 )
 
 pytestmark = pytest.mark.timeout(240)
@@ -58,7 +59,8 @@ def test_oidc_defaults_are_ls_login() -> None:
     assert oauth.authorize_url == "https://login.aai.lifescience-ri.eu/oidc/authorize"
     assert oauth.token_url == f"{LS_LOGIN_ISSUER}/token"
     assert oauth.userdata_url == f"{LS_LOGIN_ISSUER}/userinfo"
-    assert oauth.scope == ["openid", "email", "profile"]
+    assert oauth.scope == ["openid"]
+    assert oauth.username_claim is pseudonymous_username
     assert oauth.enable_pkce is True
     assert c.Authenticator.admin_users == {"admin@lifescience-ri.eu"}
 
@@ -145,7 +147,7 @@ def test_oidc_login_end_to_end(start_hub, oidc_provider: str) -> None:
         query = parse_qs(urlparse(authorize_url).query)
         assert authorize_url.startswith(discovery["authorization_endpoint"])
         assert query["client_id"] == ["bia-binder-test"]
-        assert set(query["scope"][0].split()) == {"openid", "email", "profile"}
+        assert query["scope"][0].split() == ["openid"]  # no e-mail, no profile
         assert query["code_challenge_method"] == ["S256"] and query["code_challenge"][0]
 
         form = client.get(authorize_url)
@@ -157,10 +159,13 @@ def test_oidc_login_end_to_end(start_hub, oidc_provider: str) -> None:
         home = follow(client, client.get(to_hub.headers["location"]))
         assert home.status_code == 200
         assert urlparse(str(home.url)).path == "/hub/home"
-        assert "alice@lifescience-ri.eu" in home.text
+        pseudonym = pseudonymous_username({"sub": "alice@lifescience-ri.eu"})
+        assert pseudonym in home.text and "alice@" not in home.text
 
-    user = hub.api("GET", "/users/alice@lifescience-ri.eu").json()
-    assert user["name"] == "alice@lifescience-ri.eu"
+    user = hub.api("GET", f"/users/{pseudonym}").json()
+    assert user["name"] == pseudonym and pseudonym.startswith("u-") and "@" not in pseudonym
+    # the identity's sub never reaches the hub's log or database
+    assert b"alice@" not in hub.log_path.read_bytes() and b"alice@" not in (hub.workdir / "jupyterhub.sqlite").read_bytes()
     # nothing secret is persisted by the hub: the user typed no password here, the client secret stays in the environment
     assert b"s3cret" not in (hub.workdir / "jupyterhub.sqlite").read_bytes()
 

@@ -49,7 +49,7 @@ def test_default_quota_is_10_gib_and_images_are_sparse(tmp_path: Path) -> None:
         assert usage.quota_bytes == 10 * 1024**3
         assert usage.size_bytes > 9 * 1024**3  # minus ext4's own bookkeeping
         assert manager.image_path("bigquota").stat().st_blocks * 512 < 512 * MB
-        assert os.path.ismount(path)
+        assert os.path.ismount(manager.mount_point("bigquota")) and path == manager.home_path("bigquota")
     finally:
         manager.unmount("bigquota")
 

@@ -72,8 +72,8 @@ class SandboxFactory:
         traits.setdefault(
             "hidden_paths", [str(self.layout.hub_dir), str(self.layout.cache_dir), str(self.layout.sessions_dir)]
         )
+        traits.setdefault("state_dir", str(self.layout.root / "state"))
         sandbox = Sandbox(
-            state_dir=str(self.layout.root / "state"),
             cgroup_parent=self.parent,
             stop_grace=2.0,
             uid_range=TEST_UIDS,
@@ -83,11 +83,21 @@ class SandboxFactory:
         return sandbox
 
     def session(
-        self, name: str, profile: ResourceProfile, sandbox: Sandbox | None = None, anonymous: bool = True
+        self,
+        name: str,
+        profile: ResourceProfile,
+        sandbox: Sandbox | None = None,
+        anonymous: bool = True,
+        disk_tmp: bool = False,
     ) -> Session:
         sandbox = sandbox or self.sandbox()
+        home = self.layout.home(name)
+        tmp = None
+        if disk_tmp:  # as an anonymous session's disk gives it: a directory below its home
+            tmp = home / ".tmp"
+            tmp.mkdir()
         session = sandbox.prepare(
-            name, self.layout.home(name), profile, readonly=[self.layout.env_root], anonymous=anonymous
+            name, home, profile, readonly=[self.layout.env_root], anonymous=anonymous, tmp=tmp
         )
         self.sessions.append(session)
         return session

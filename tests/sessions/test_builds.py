@@ -60,7 +60,7 @@ def make_builder(layout, sandboxes, profile_mem: str = "1G", **sandbox_traits) -
     return EnvBuilder(
         config=config,
         cache_dir=str(layout.cache_dir),
-        session_packages=[],
+        session_packages=[], extra_packages={},
         sandboxed=True,
         uv_cache_dir=str(layout.root / "uv" / "cache"),  # a directory of its own: builds happen beside it
     )

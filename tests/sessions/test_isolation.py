@@ -74,6 +74,16 @@ def test_session_runs_as_its_own_uid_with_readonly_system_and_hidden_service_fil
     assert not (layout.cache_dir / "poisoned").exists()
 
 
+def test_a_disk_backed_tmp_does_not_hide_the_environment_below_the_hosts_tmp(sandboxes, layout):
+    # CI's environments live below the host's /tmp (pytest's temporary directories): the session's
+    # /tmp must be mounted first, and its environment on top of it
+    assert str(layout.env_root).startswith("/tmp/")
+    session = sandboxes.session("tmpdisk", small_profile(), disk_tmp=True)
+    report = json.loads(sandboxes.run(session, probe_code(layout)))
+    assert report["read_env"] == "ok" and report["write_tmp"] == "ok"
+    assert (session.tmp / "scratch").read_text() == "x"  # /tmp is the directory on the session's disk
+
+
 def test_sessions_cannot_read_each_others_files_or_see_their_processes(sandboxes, layout):
     alice = sandboxes.session("alice", small_profile())
     bob = sandboxes.session("bob", small_profile())

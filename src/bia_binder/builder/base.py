@@ -67,12 +67,24 @@ class Environment:
         runs_itself = os.access(start, os.X_OK) and start.read_bytes()[:2] == b"#!"
         return [str(start), *argv] if runs_itself else ["/bin/sh", str(start), *argv]
 
-    def session_environ(self, base: Mapping[str, str]) -> dict[str, str]:
-        """The environment variables of a session: ``base`` plus this environment's, its ``bin/`` first on PATH."""
+    def session_environ(self, base: Mapping[str, str], repo_dir: str | None = None) -> dict[str, str]:
+        """The environment variables of a session: ``base`` plus this environment's and repo2docker's runtime
+        contract: ``REPO_DIR`` (default: ``base``'s HOME, where the repository's copy is), then on PATH
+        ``~/.local/bin`` and ``$REPO_DIR/.local/bin`` before the environment's ``bin/``.
+
+        ``NPM_CONFIG_PREFIX`` is the environment, so ``npm install --global`` lands on PATH.
+        """
         environ = {key: value for key, value in base.items() if key not in ("PYTHONHOME", "PYTHONPATH")}
         environ.update(self.env)
+        home = base.get("HOME") or os.path.expanduser("~")
+        repo_dir = repo_dir or home
+        environ["REPO_DIR"] = repo_dir
         environ["VIRTUAL_ENV"] = str(self.env_dir)
-        environ["PATH"] = os.pathsep.join([str(self.bin_dir), base.get("PATH") or os.defpath])
+        environ["NPM_CONFIG_PREFIX"] = str(self.env_dir)
+        user_bins = [os.path.join(home, ".local", "bin"), os.path.join(repo_dir, ".local", "bin")]
+        environ["PATH"] = os.pathsep.join(
+            [*dict.fromkeys(user_bins), str(self.bin_dir), base.get("PATH") or os.defpath]
+        )
         return environ
 
     @classmethod

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from traitlets import Bool, Float, Int, List, Unicode, default
+from traitlets import Bool, Dict, Float, Int, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .. import __version__
@@ -39,7 +39,7 @@ from .process import CommandLimitExceeded, CommandResult, run_streaming
 from .uv import ResolutionCache, UvInstaller
 
 #: bump when a change of the builder changes what an environment contains
-BUILD_FORMAT = "1"
+BUILD_FORMAT = "2"
 DATA_LIBRARY_PTH = "bia_binder_data_library.pth"
 GiB = 1024**3
 #: seconds between disk-use checks while a build command runs (each check walks the build tree)
@@ -83,8 +83,17 @@ class EnvBuilder(LoggingConfigurable):
     session_packages = List(
         Unicode(),
         config=True,
-        help="Packages every environment gets besides what the repository asks for: the notebook server, "
-        "jupyterhub-singleuser, jupyter-resource-usage and the data library's dependencies.",
+        help="The notebook server every environment gets (JupyterLab, jupyterhub-singleuser), resolved together "
+        "with the repository's requirements, as repo2docker's environments hold both.",
+    )
+    extra_packages = Dict(
+        value_trait=List(Unicode()),
+        key_trait=Unicode(),
+        config=True,
+        help="Optional groups of packages (name -> requirements) added after the repository's requirements, "
+        "each only where it fits them with every installed version held: they never change what the "
+        "repository's requirements resolve to and never fail a build (the build log says what was left out "
+        "and why). Default: jupyter-resource-usage and the dependencies of bia_binder.data.",
     )
     data_library_path = Unicode(
         config=True,
@@ -99,6 +108,17 @@ class EnvBuilder(LoggingConfigurable):
         "filesystem for hardlinks.",
     )
     index_url = Unicode("", config=True, help="Python package index to install from (empty: uv's default, PyPI).")
+    find_links = List(
+        Unicode(),
+        config=True,
+        help="Directories of wheels uv may install besides the index (uv --find-links), shown read-only to "
+        "builds: e.g. torch's CPU wheels, which PyPI does not have. Default: /opt/wheels where it exists.",
+    )
+
+    @default("find_links")
+    def _default_find_links(self) -> list[str]:
+        return [path for path in ("/opt/wheels",) if Path(path).is_dir()]
+
     python = Unicode(
         config=True,
         help="Interpreter for environments whose repository does not ask for a Python version "
@@ -139,8 +159,12 @@ class EnvBuilder(LoggingConfigurable):
 
     @default("session_packages")
     def _default_session_packages(self) -> list[str]:
+        return ["jupyterlab>=4", "jupyterhub>=5"]
+
+    @default("extra_packages")
+    def _default_extra_packages(self) -> dict[str, list[str]]:
         # jupyter-resource-usage: sessions see their profile's limits in JupyterLab (as on mybinder.org)
-        return ["jupyterlab>=4", "jupyterhub>=5", "jupyter-resource-usage", *data_extra_requirements()]
+        return {"jupyter-resource-usage": ["jupyter-resource-usage"], "bia_binder.data": data_extra_requirements()}
 
     @default("data_library_path")
     def _default_data_library_path(self) -> str:
@@ -183,8 +207,10 @@ class EnvBuilder(LoggingConfigurable):
         """What besides the repository decides an environment's content."""
         config = {
             "session_packages": sorted(self.session_packages),
+            "extra_packages": {name: sorted(reqs) for name, reqs in self.extra_packages.items()},
             "data_library_path": self.data_library_path,
             "index_url": self.index_url,
+            **({"find_links": sorted(self.find_links)} if self.find_links else {}),
             "python": self.python,
             "conda_channel_alias": self.conda_channel_alias,
         }
@@ -201,6 +227,9 @@ class EnvBuilder(LoggingConfigurable):
 
     def unpin(self, key: str, holder: str) -> None:
         self.cache.unpin(key, holder)
+
+    def unpin_everywhere(self, holder: str) -> None:
+        self.cache.unpin_everywhere(holder)
 
     # building ----------------------------------------------------------------------------------------
     async def cached_or_built(
@@ -289,6 +318,11 @@ class EnvBuilder(LoggingConfigurable):
     async def _build_in(self, build_dir: Path, source_dir: Path, key: str, log: LogFn, anonymous: bool) -> Environment:
         started = time.monotonic()
         repo_dir = build_dir / "repo"
+        # the log is the user's: paths relative to the repository, placeholders for the host's directories
+        places = {repo_dir: ".", build_dir / "env": "<environment>", build_dir: "<build>", self.cache.root: "<environments>"}
+        if uv_cache := self.effective_uv_cache_dir():
+            places[Path(uv_cache)] = "<uv cache>"
+        log = without_host_paths(log, places)
         await asyncio.to_thread(shutil.copytree, source_dir, repo_dir, symlinks=True)
         repo = RepoFiles(repo_dir)
         pack = detect_buildpack(repo)
@@ -343,13 +377,20 @@ class EnvBuilder(LoggingConfigurable):
             # the conda installer runs in this process: what it made goes to the build's uid too
             await asyncio.to_thread(jail.own, build_dir)
         await pack.install(ctx)
+        left_out = await ctx.uv.add_optional(self.extra_packages, cwd=repo.root)
+        for group, reason in left_out.items():
+            log(
+                f"Left out {group} ({', '.join(self.extra_packages[group])}): it does not fit the repository's "
+                f"requirements, which take precedence: {reason}\n"
+            )
         shutil.rmtree(scratch)
         (ctx.uv.site_packages / DATA_LIBRARY_PTH).write_text(self.data_library_path + "\n")
-        await self._post_build(repo, build_dir, run)
+        await self._post_build(repo, build_dir, run, jail)
+        await asyncio.to_thread(self._open_to_session_layers, env_dir)
         own_bytes = await asyncio.to_thread(own_disk_usage, build_dir)
         if reason := self._disk_limit_reason(own_bytes):
             raise CommandLimitExceeded(reason)
-        self._write_metadata(build_dir, key, pack, own_bytes)
+        self._write_metadata(build_dir, key, pack, own_bytes, left_out)
         env = self.cache.publish(build_dir, key)
         log(f"Built environment {key} in {time.monotonic() - started:.1f} s\n")
         return env
@@ -382,6 +423,7 @@ class EnvBuilder(LoggingConfigurable):
                 Path(self.data_library_path),
                 Path(self.uv_bin),
                 *[path for path in [Path(interpreter).resolve()] if path.exists()],
+                *[Path(path) for path in self.find_links if Path(path).is_dir()],
             ],
             # one mount for the cache and the build where they share a directory (see _build_area): hardlinks
             writable=[uv_cache.parent] if build_dir.parent == uv_cache.parent / BUILD_AREA_NAME else [build_dir, uv_cache],
@@ -472,18 +514,52 @@ class EnvBuilder(LoggingConfigurable):
         """Sandboxed builds (and sessions) run as other uids: an interpreter under a private home is no use."""
         return not (self.sandboxed and os.geteuid() == 0) or _usable_by_everyone(interpreter)
 
-    async def _post_build(self, repo: RepoFiles, build_dir: Path, run) -> None:
+    async def _post_build(self, repo: RepoFiles, build_dir: Path, run, jail) -> None:
         if not repo.has("postBuild"):
             return
         script = repo.path("postBuild")
         script.chmod(script.stat().st_mode | 0o111)
         env = Environment(key="", root=build_dir)
         # HOME is the checkout, as in repo2docker: what postBuild writes to ~ is in every session's home
-        # an allow-listed environment (environ.py): never the service's own, which holds its hub token
-        result = await run([str(script)], repo.root, env.session_environ(build_environ(HOME=str(repo.root))))
+        # (inside the sandbox both are /home/jovyan); an allow-listed environment (environ.py): never the
+        # service's own, which holds its hub token. Download caches (pip's, npm's) go beside the build,
+        # not into ~, which every session gets a copy of.
+        caches = build_dir / "postbuild-caches"
+        caches.mkdir(exist_ok=True)
+        if jail is not None:
+            await asyncio.to_thread(jail.own, caches)
+        # the checkout as postBuild sees it: /home/jovyan in the sandbox (its cwd there), else its own path
+        repo_dir = str(jail.home_inside) if jail is not None else str(repo.root)
+        environ = build_environ(
+            HOME=repo_dir,
+            PIP_CACHE_DIR=str(caches / "pip"),
+            NPM_CONFIG_CACHE=str(caches / "npm"),
+            XDG_CACHE_HOME=str(caches),
+        )
+        if self.index_url:
+            environ["PIP_INDEX_URL"] = self.index_url
+        try:
+            cwd = None if jail is not None else repo.root
+            result = await run([str(script)], cwd, env.session_environ(environ, repo_dir=repo_dir))
+        finally:
+            await asyncio.to_thread(shutil.rmtree, caches, True)
         if result.returncode:
             last = next((line for line in reversed(result.tail) if line.strip()), "no output")
             raise LaunchError(f"postBuild failed with exit status {result.returncode}: {last.strip()}", 500)
+
+    def _open_to_session_layers(self, env_dir: Path) -> None:
+        """Directories of the environment group-writable for Sandbox.layer_gid, which sessions hold only inside
+        their sandbox, where the environment is read-only under a writable overlay of their own: so `pip install`
+        in a session may change its layer (as in a repo2docker container), never the shared environment.
+        Directories only: files are hardlinks into uv's cache, and pip replaces files rather than editing them."""
+        if os.geteuid() != 0:
+            return  # only root hands groups out; sessions of a non-root service keep a read-only environment
+        from ..sessions.sandbox import Sandbox
+
+        gid = Sandbox(parent=self).layer_gid
+        for directory, _dirnames, _files in os.walk(env_dir):
+            os.chown(directory, -1, gid, follow_symlinks=False)
+            os.chmod(directory, os.stat(directory).st_mode | 0o070)
 
     def _disk_limit_reason(self, used_bytes: int) -> str | None:
         if used_bytes <= self.disk_limit:
@@ -493,8 +569,11 @@ class EnvBuilder(LoggingConfigurable):
             "(limit: c.EnvBuilder.disk_limit)"
         )
 
-    def _write_metadata(self, build_dir: Path, key: str, pack: BuildPack, own_bytes: int) -> None:
+    def _write_metadata(
+        self, build_dir: Path, key: str, pack: BuildPack, own_bytes: int, left_out: dict[str, str]
+    ) -> None:
         meta = {
+            "left_out": left_out,
             "key": key,
             "buildpack": pack.name,
             "builder_version": self.version,
@@ -511,7 +590,27 @@ class EnvBuilder(LoggingConfigurable):
             environ["UV_CACHE_DIR"] = uv_cache
         if self.index_url:
             environ["UV_INDEX_URL"] = self.index_url
+        if self.find_links:
+            environ["UV_FIND_LINKS"] = ",".join(self.find_links)
         return environ
+
+
+def without_host_paths(log: LogFn, places: dict[Path, str]) -> LogFn:
+    """``log`` with each of ``places``' host paths (and what they resolve to) replaced by its placeholder;
+    a file below the repository becomes its path relative to the repository (``./setup.py`` → ``setup.py``)."""
+    pairs: list[tuple[str, str]] = []
+    for path, placeholder in places.items():
+        for spelling in {str(path), str(Path(path).resolve())}:
+            inside = "" if placeholder == "." else f"{placeholder}/"
+            pairs += [(f"{spelling}/", inside), (spelling, placeholder)]
+    pairs.sort(key=lambda pair: len(pair[0]), reverse=True)  # longest first: a path before its parent
+
+    def relative(line: str) -> None:
+        for host, placeholder in pairs:
+            line = line.replace(host, placeholder)
+        log(line)
+
+    return relative
 
 
 @lru_cache(maxsize=64)

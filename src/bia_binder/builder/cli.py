@@ -267,9 +267,15 @@ def _stderr_printer(ev: dict[str, Any]) -> None:
     sys.stderr.flush()
 
 
+def run_environ(env: Environment, workdir: Path) -> dict[str, str]:
+    """What a command run in ``workdir`` (a copy of the built repository) gets: HOME and REPO_DIR are that copy,
+    as in a session (and in repo2docker's images), so what postBuild left in ~ is there."""
+    return env.session_environ({**os.environ, "HOME": str(workdir)}, repo_dir=str(workdir))
+
+
 def _run_in(env: Environment, argv: list[str], workdir: Path) -> int:
     try:
-        return subprocess.run(env.command(argv), cwd=workdir, env=env.session_environ(os.environ)).returncode
+        return subprocess.run(env.command(argv), cwd=workdir, env=run_environ(env, workdir)).returncode
     except FileNotFoundError:
         print(f"error: command not found: {argv[0]}", file=sys.stderr)
         return 127

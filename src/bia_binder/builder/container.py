@@ -131,7 +131,16 @@ class ContainerBuilder(LoggingConfigurable):
         volumes: list[dict[str, Any]] = [{"name": "engine-socket", "hostPath": {"path": socket, "type": "Socket"}}]
         mounts: list[dict[str, Any]] = [{"name": "engine-socket", "mountPath": "/var/run/docker.sock"}]
         if self.registry_secret:
-            volumes.append({"name": "registry-credentials", "secret": {"secretName": self.registry_secret}})
+            # a kubernetes.io/dockerconfigjson Secret: its .dockerconfigjson is docker's config.json
+            volumes.append(
+                {
+                    "name": "registry-credentials",
+                    "secret": {
+                        "secretName": self.registry_secret,
+                        "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+                    },
+                }
+            )
             mounts.append({"name": "registry-credentials", "mountPath": "/root/.docker", "readOnly": True})
         return {
             "apiVersion": "v1",
@@ -144,6 +153,8 @@ class ContainerBuilder(LoggingConfigurable):
             },
             "spec": {
                 "restartPolicy": "Never",
+                # repositories' code runs here: no credential for the Kubernetes API
+                "automountServiceAccountToken": False,
                 "activeDeadlineSeconds": self.build_timeout,
                 "nodeSelector": dict(self.build_node_selector),
                 "containers": [
@@ -151,6 +162,7 @@ class ContainerBuilder(LoggingConfigurable):
                         "name": "build",
                         "image": self.repo2docker_image,
                         "args": self.repo2docker_args(repo_url, ref, key),
+                        "env": [{"name": "DOCKER_CONFIG", "value": "/root/.docker"}],
                         "volumeMounts": mounts,
                         "resources": {
                             "limits": {"memory": self.build_memory_limit, "cpu": self.build_cpu_limit},

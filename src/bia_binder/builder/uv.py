@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -46,12 +46,16 @@ class ResolutionCache:
         lines: list[str] = []
         items = iter(args)
         for arg in items:
-            if arg == "-r":
-                lines += Path(next(items)).read_text(encoding="utf-8", errors="replace").splitlines()
+            if arg in ("-r", "-c"):
+                # constraints count too (they differ from requirements only in what they may add)
+                prefix = "" if arg == "-r" else "-c "
+                text = Path(next(items)).read_text(encoding="utf-8", errors="replace")
+                lines += [prefix + line if line.split("#")[0].strip() else line for line in text.splitlines()]
             else:
                 lines.append(arg)
         requirements = sorted({line.split("#")[0].strip() for line in lines} - {""})
-        if self.max_age <= 0 or not all(_PLAIN_REQUIREMENT.match(line) for line in requirements):
+        plain = all(_PLAIN_REQUIREMENT.match(line.removeprefix("-c ")) for line in requirements)
+        if self.max_age <= 0 or not plain:
             return None
         return hashlib.sha256(json.dumps([self.salt, interpreter, requirements]).encode()).hexdigest()[:32]
 
@@ -88,22 +92,71 @@ class UvInstaller:
         return self.env_dir / "bin" / "python"
 
     async def create_venv(self, interpreter: str) -> None:
-        # relocatable: the environment is built under a temporary name and then renamed into the cache
-        result = await self.run(
-            [self.uv_bin, "venv", "--relocatable", "--python", interpreter, str(self.env_dir)], None, {}
-        )
+        # relocatable: the environment is built under a temporary name and then renamed into the cache;
+        # seeded: the environment has its own pip, so `pip install` in postBuild, a terminal or `%pip` in a
+        # notebook installs into it (never into whatever pip the host has on PATH), and `pip list` shows it
+        argv = [self.uv_bin, "venv", "--relocatable", "--seed", "--python", interpreter, str(self.env_dir)]
+        result = await self.run(argv, None, {})
         if result.returncode:
             raise LaunchError(f"creating the environment failed: {explain_uv_failure(result.tail)}", 500)
 
     async def pip_install(self, args: Sequence[str], cwd: Path, what: str = "pip install") -> None:
+        failed = await self.try_pip_install(args, cwd)
+        if failed is not None:
+            raise LaunchError(f"{what} failed: {explain_uv_failure(failed.tail)}", failure_status(failed.tail))
+
+    async def try_pip_install(self, args: Sequence[str], cwd: Path) -> CommandResult | None:
+        """``uv pip install args`` into the environment; None when it worked, else the failed command's result."""
         key = self.resolutions.key(args, self.interpreter)
         if key and (pins := self.resolutions.get(key)) and await self._install_pinned_offline(pins, cwd):
-            return
+            return None
         result = await self.run([self.uv_bin, "pip", "install", "--python", str(self.python), *args], cwd, {})
         if result.returncode:
-            raise LaunchError(f"{what} failed: {explain_uv_failure(result.tail)}", 500)
+            return result
         if key:
             self.resolutions.put(key, self.pin_installed(self.scratch_dir / "resolution.txt"))
+        return None
+
+    async def install_requirements(
+        self, requirements: Sequence[str], server: Sequence[str], cwd: Path, what: str = "pip install"
+    ) -> None:
+        """The repository's requirements together with the notebook server, in one resolution (as in
+        repo2docker's environments, which hold both). On failure, find out whose it is: a repository whose
+        requirements cannot be installed even alone is told so; otherwise they conflict with the server."""
+        failed = await self.try_pip_install([*server, *requirements], cwd)
+        if failed is None:
+            return
+        if requirements and server:
+            argv = [self.uv_bin, "pip", "install", "--dry-run", "--python", str(self.python), *requirements]
+            alone = await self.run(argv, cwd, {})
+            if not alone.returncode:
+                raise LaunchError(
+                    f"{what} failed: the repository's requirements conflict with the notebook server every session "
+                    f"needs ({', '.join(server)}): {explain_uv_failure(failed.tail)}",
+                    400,
+                )
+            failed = alone
+        raise LaunchError(f"{what} failed: {explain_uv_failure(failed.tail)}", failure_status(failed.tail))
+
+    async def add_optional(self, groups: Mapping[str, Sequence[str]], cwd: Path) -> dict[str, str]:
+        """Add each group of optional packages that fits the environment as it is, every installed version
+        held (so the repository's resolution never moves); returns group -> why it was left out."""
+        groups = {name: list(reqs) for name, reqs in groups.items() if reqs}
+        if not groups:
+            return {}
+        everything = [req for reqs in groups.values() for req in reqs]
+        # the usual case: everything fits, one resolution
+        if await self.try_pip_install(["-c", str(self._held()), *everything], cwd) is None:
+            return {}
+        left_out = {}
+        for name, reqs in groups.items():
+            failed = await self.try_pip_install(["-c", str(self._held()), *reqs], cwd)
+            if failed is not None:
+                left_out[name] = explain_uv_failure(failed.tail)
+        return left_out
+
+    def _held(self) -> Path:
+        return self.pin_installed(self.scratch_dir / "installed-constraints.txt")
 
     async def _install_pinned_offline(self, pins: Path, cwd: Path) -> bool:
         """Install a recent equal resolution from uv's cache alone; False if the cache cannot serve it."""
@@ -131,9 +184,16 @@ class UvInstaller:
         return path
 
     async def install_session_packages(self, packages: Sequence[str], constraints: Path, cwd: Path) -> None:
-        """Add the session packages without moving any version the repository locked."""
-        if packages:
-            await self.pip_install(["-c", str(constraints), *packages], cwd, what="installing the session packages")
+        """Add the notebook server without moving any version the repository locked."""
+        if not packages:
+            return
+        failed = await self.try_pip_install(["-c", str(constraints), *packages], cwd)
+        if failed is not None:
+            raise LaunchError(
+                f"installing the notebook server ({', '.join(packages)}) failed: it does not fit the locked versions: "
+                f"{explain_uv_failure(failed.tail)}",
+                failure_status(failed.tail),
+            )
 
 
 _MISSING = re.compile(r"Because (\S+) was not found in the package registry")
@@ -141,6 +201,13 @@ _NO_VERSION = re.compile(r"Because there is no version of (\S+?)(==|>=|<=|~=|!=|
 #: uv's last "error:"/"cause:" message, up to its hints; lines are joined first (uv wraps long messages)
 _LAST_MESSAGE = re.compile(r".*(?:error:|cause:|Caused by:|×|╰─▶)\s*(.+?)(?:\s+(?:help|hint):.*)?$")
 MAX_REASON = 300
+#: uv's words for "these requirements cannot be satisfied" (the repository's to fix, not the service's)
+_UNSATISFIABLE = re.compile(r"No solution found|unsatisfiable|not found in the package registry|no version of")
+
+
+def failure_status(tail: Sequence[str]) -> int:
+    """400 when the requirements cannot be satisfied (the repository's to change), else 500."""
+    return 400 if _UNSATISFIABLE.search(" ".join(line.strip() for line in tail)) else 500
 
 
 def explain_uv_failure(tail: Sequence[str]) -> str:

@@ -16,9 +16,13 @@ This package needs only the ``data`` extra (zarr, dask, httpx, aiohttp, numpy, t
 the service's dependencies.
 """
 
-from . import bia, biostudies, idr
-from ._http import DataAccessError, MalformedResponseError, NotFoundError
-from .omezarr import MetadataError, open_ome_zarr
+from . import _requirements
+
+_requirements.check()  # before the imports below: one clear line where the repository's pins won
+
+from . import bia, biostudies, idr  # noqa: E402
+from ._http import DataAccessError, MalformedResponseError, NotFoundError  # noqa: E402
+from .omezarr import MetadataError, open_ome_zarr  # noqa: E402
 
 __all__ = [
     "DataAccessError",

@@ -194,9 +194,10 @@ class Study(Record):
             yield from dataset.file_references()
 
 
-def study(accession: str, *, url: str | None = None) -> Study:
-    """A study by accession (``S-BIAD609``) or uuid; ``url`` (or ``BIA_BINDER_BIA_API_URL``) overrides the API."""
-    api = API(url)
+def study(accession: str, *, url: str | None = None, client: Client | None = None) -> Study:
+    """A study by accession (``S-BIAD609``) or uuid; ``url`` (or ``BIA_BINDER_BIA_API_URL``) overrides the API,
+    ``client`` the shared HTTP client (its timeouts and retries)."""
+    api = API(url, client)
     if _UUID.match(accession):
         return Study(api.get("study", accession), api)
     if not re.match(r"^S-[A-Z]+[A-Z0-9]+$", accession):

@@ -153,9 +153,9 @@ class Study:
         return self.client.download(self.file_url(path), target, what=f"{self.accession} file {path!r}", progress=progress)
 
 
-def study(accession: str, *, url: str | None = None) -> Study:
+def study(accession: str, *, url: str | None = None, client: Client | None = None) -> Study:
     """A BioStudies study; ``url`` (or ``BIA_BINDER_BIOSTUDIES_URL``) overrides the public service."""
-    return Study(accession, url=url)
+    return Study(accession, url=url, client=client)
 
 
 def search(

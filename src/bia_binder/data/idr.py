@@ -179,47 +179,47 @@ class Screen(Object):
         return (Plate(p, self.api) for p in self._children())
 
 
-def _get(cls: type[Object], obj_id: int | str, url: str | None) -> Any:
+def _get(cls: type[Object], obj_id: int | str, url: str | None, client: Client | None = None) -> Any:
     try:
         number = int(obj_id)
     except (TypeError, ValueError):
         raise ValueError(f"IDR {cls.kind[:-1]} ids are numbers, not {obj_id!r}") from None
-    api = API(url)
+    api = API(url, client)
     return cls(api.object(cls.kind, number), api)
 
 
-def image(image_id: int | str, *, url: str | None = None) -> Image:
+def image(image_id: int | str, *, url: str | None = None, client: Client | None = None) -> Image:
     """An IDR image by id; ``url`` (or ``BIA_BINDER_IDR_URL``) overrides the public IDR."""
-    return _get(Image, image_id, url)
+    return _get(Image, image_id, url, client)
 
 
-def dataset(dataset_id: int | str, *, url: str | None = None) -> Dataset:
-    return _get(Dataset, dataset_id, url)
+def dataset(dataset_id: int | str, *, url: str | None = None, client: Client | None = None) -> Dataset:
+    return _get(Dataset, dataset_id, url, client)
 
 
-def project(project_id: int | str, *, url: str | None = None) -> Project:
-    return _get(Project, project_id, url)
+def project(project_id: int | str, *, url: str | None = None, client: Client | None = None) -> Project:
+    return _get(Project, project_id, url, client)
 
 
-def screen(screen_id: int | str, *, url: str | None = None) -> Screen:
-    return _get(Screen, screen_id, url)
+def screen(screen_id: int | str, *, url: str | None = None, client: Client | None = None) -> Screen:
+    return _get(Screen, screen_id, url, client)
 
 
-def plate(plate_id: int | str, *, url: str | None = None) -> Plate:
-    return _get(Plate, plate_id, url)
+def plate(plate_id: int | str, *, url: str | None = None, client: Client | None = None) -> Plate:
+    return _get(Plate, plate_id, url, client)
 
 
-def well(well_id: int | str, *, url: str | None = None) -> Well:
-    return _get(Well, well_id, url)
+def well(well_id: int | str, *, url: str | None = None, client: Client | None = None) -> Well:
+    return _get(Well, well_id, url, client)
 
 
-def projects(*, url: str | None = None) -> Iterator[Project]:
-    api = API(url)
+def projects(*, url: str | None = None, client: Client | None = None) -> Iterator[Project]:
+    api = API(url, client)
     return (Project(p, api) for p in api.pages("projects/", what="IDR projects"))
 
 
-def screens(*, url: str | None = None) -> Iterator[Screen]:
-    api = API(url)
+def screens(*, url: str | None = None, client: Client | None = None) -> Iterator[Screen]:
+    api = API(url, client)
     return (Screen(s, api) for s in api.pages("screens/", what="IDR screens"))
 
 

@@ -1,7 +1,15 @@
-"""The default bioimage environment of logged-in users: where its requirements come from, its key, building it.
+"""The portal's ready-made environments: where their lock files come from, their keys, building them.
 
-Three processes need it and find it by the same key: the hub's spawner (builds it on first use),
-the binder service (builds it ahead of time when a login is configured) and dask-gateway (runs
+Each lives in a directory of this package: ``requirements.in`` (what we ask for), ``requirements.txt``
+(its lock, made by ``make locks``: the builder installs exactly these pins) and, for the default one, a
+``postBuild`` that registers the kernels of the host's languages (R, Octave, Kotlin, Bash).
+
+- ``bioimage`` (the default): the bioimage stack, kernels for R, Octave, Kotlin and Bash, ImageJ from
+  Python, ImJoy (off by default);
+- ``deeplearning``: PyTorch (CPU wheels), cellpose, bioimageio.core.
+
+Three processes need the default one and find it by the same key: the hub's spawner (builds it on first
+use), the binder service (builds it ahead of time when a login is configured) and dask-gateway (runs
 clusters in it).
 """
 
@@ -17,6 +25,9 @@ from ..events import LaunchError
 
 #: what `c.BinderSpawner.default_environment_requirements` points at unless configured
 REQUIREMENTS = Path(__file__).parent / "bioimage" / "requirements.txt"
+#: ... and `c.BinderSpawner.deep_learning_requirements`
+DEEP_LEARNING_REQUIREMENTS = Path(__file__).parent / "deeplearning" / "requirements.txt"
+POST_BUILD = "postBuild"
 
 
 def requirements_file(config: Any) -> Path:
@@ -35,21 +46,35 @@ def read_requirements(path: str | Path) -> str:
         ) from e
 
 
-def environment_key(builder: EnvBuilder, requirements: str) -> str:
-    return builder.cache_key("default", hashlib.sha256(requirements.encode()).hexdigest())
+def read_post_build(requirements_path: str | Path) -> str:
+    """The ``postBuild`` beside a requirements file, or '' when there is none."""
+    script = Path(requirements_path).parent / POST_BUILD
+    return script.read_text() if script.is_file() else ""
+
+
+def environment_key(builder: EnvBuilder, requirements: str, post_build: str = "") -> str:
+    content = requirements if not post_build else f"{requirements}\0{POST_BUILD}\0{post_build}"
+    return builder.cache_key("default", hashlib.sha256(content.encode()).hexdigest())
 
 
 def location(config: Any, default_dir: Path) -> tuple[Path, str]:
     """Cache directory and key of the default environment, as the hub's spawner computes them from ``config``."""
     environments_dir = Path(config.get("BinderSpawner", {}).get("environments_dir") or default_dir).resolve()
-    requirements = read_requirements(requirements_file(config))
-    return environments_dir, environment_key(EnvBuilder(config=config, cache_dir=str(environments_dir)), requirements)
+    path = requirements_file(config)
+    builder = EnvBuilder(config=config, cache_dir=str(environments_dir))
+    return environments_dir, environment_key(builder, read_requirements(path), read_post_build(path))
 
 
-async def cached_or_built(builder: EnvBuilder, requirements: str, log: LogFn, scratch_dir: str = "") -> Environment:
-    """The default environment for ``requirements``, built now if no process has built it yet."""
+async def cached_or_built(
+    builder: EnvBuilder, requirements: str, log: LogFn, scratch_dir: str = "", post_build: str = ""
+) -> Environment:
+    """The environment of ``requirements`` (and ``post_build``), built now if no process has built it yet."""
 
-    async def write_requirements(source: Path) -> None:
+    async def write_sources(source: Path) -> None:
         (source / "requirements.txt").write_text(requirements)
+        if post_build:
+            (source / POST_BUILD).write_text(post_build)
+            (source / POST_BUILD).chmod(0o755)
 
-    return await builder.cached_or_built(environment_key(builder, requirements), write_requirements, log, scratch_dir)
+    key = environment_key(builder, requirements, post_build)
+    return await builder.cached_or_built(key, write_sources, log, scratch_dir)

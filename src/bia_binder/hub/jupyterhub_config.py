@@ -41,7 +41,8 @@ c.JupyterHub.hub_routespec = "/hub/"
 c.JupyterHub.db_url = f"sqlite:///{data_dir / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(data_dir / "secrets" / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(data_dir / "jupyterhub.pid")
-c.JupyterHub.cleanup_servers = True
+# `up --keep-sessions`: sessions outlive a stop; the next hub adopts them (BinderSpawner.load_state)
+c.JupyterHub.cleanup_servers = not settings.keep_sessions
 # session tokens never reach a log line, JupyterHub's included (see hub/logs.py)
 redact_logs(c)
 c.ConfigurableHTTPProxy.command, proxy_environ = proxy_command(settings.proxy_command)
@@ -77,6 +78,7 @@ configure_culler(c)
 c.JupyterHub.spawner_class = "bia_binder.sessions.spawner.BinderSpawner"
 c.BinderSpawner.environments_dir = str(data_dir / "envs")
 c.BinderSpawner.sessions_dir = str(data_dir / "sessions")
+c.BinderSpawner.studies_dir = str(data_dir / "studies")  # the binder service writes study notebooks there
 c.Spawner.http_timeout = 120
 c.Spawner.start_timeout = 120
 c.JupyterHub.allow_named_servers = False

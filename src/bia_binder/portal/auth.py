@@ -10,8 +10,10 @@ Modes
 -----
 ``oidc``
     oauthenticator's ``GenericOAuthenticator`` preconfigured for LS Login (formerly ELIXIR AAI):
-    authorize/token/userinfo endpoints under :data:`LS_LOGIN_ISSUER`, scopes ``openid email
-    profile``, PKCE. The client id, secret and callback URL come from the config file
+    authorize/token/userinfo endpoints under :data:`LS_LOGIN_ISSUER`, scope ``openid`` only (we
+    neither need nor receive e-mail addresses or names), PKCE. The hub user name is a pseudonym,
+    :func:`pseudonymous_username` of the provider's stable ``sub``, so no log, metric or path
+    carries anything that names a person. The client id, secret and callback URL come from the config file
     (``c.GenericOAuthenticator.client_id`` ...) or the environment (``OAUTH_CLIENT_ID``,
     ``OAUTH_CLIENT_SECRET``, ``OAUTH_CALLBACK_URL``). Another OIDC provider (e.g. a lab's
     Keycloak) is used by passing ``issuer=``. Every identity the provider vouches for may log
@@ -34,6 +36,7 @@ instead of a hub that dies at start-up or a login page that fails later.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 from collections.abc import Iterable, Mapping
@@ -55,6 +58,24 @@ AUTHENTICATOR_CLASSES = {
     "native": "bia_binder.portal.auth.LabAuthenticator",
     "dev": "bia_binder.portal.auth.DevAuthenticator",
 }
+
+
+#: prefix of pseudonymous hub user names (``u-`` + 24 hex digits)
+PSEUDONYM_PREFIX = "u-"
+
+
+def pseudonymous_username(user_info: Mapping[str, Any]) -> str:
+    """The hub user name of an OIDC identity: a hash of its stable ``sub`` (``c.GenericOAuthenticator.username_claim``).
+
+    LS Login's ``sub`` is already pseudonymous but looks like an e-mail address
+    (``<hash>@lifescience-ri.eu``); hashing it keeps user names, logs and metrics free of anything
+    mail-like, and stays stable for as long as the identity does. ``bia-binder`` computes an
+    admin's name the same way: ``python -m bia_binder.portal.auth SUB``.
+    """
+    sub = user_info.get("sub")
+    if not sub or not isinstance(sub, str):
+        raise ValueError("the identity provider sent no 'sub' claim: cannot name the user")
+    return PSEUDONYM_PREFIX + hashlib.sha256(f"bia-binder-user:{sub}".encode()).hexdigest()[:24]
 
 
 class AuthConfigError(ValueError):
@@ -196,10 +217,19 @@ def _configure_oidc(section: Config, issuer: str, login_service: str) -> None:
     _set_default(section, "authorize_url", f"{issuer}/authorize")
     _set_default(section, "token_url", f"{issuer}/token")
     _set_default(section, "userdata_url", f"{issuer}/userinfo")
-    _set_default(section, "scope", ["openid", "email", "profile"])
+    # no e-mail or profile scope: nothing that names a person reaches the hub
+    _set_default(section, "scope", ["openid"])
     _set_default(section, "enable_pkce", True)
-    # `sub` is the stable, unique identifier LS Login guarantees; emails and names can change.
-    _set_default(section, "username_claim", "sub")
+    # `sub` is the stable, unique identifier LS Login guarantees (emails and names can change), hashed
+    _set_default(section, "username_claim", pseudonymous_username)
+    _set_default(section, "enable_auth_state", False)  # the provider's tokens and claims are not stored
     _set_default(section, "login_service", login_service)
     # Anyone the identity provider vouches for is a researcher we serve; narrow with allowed_users.
     _set_default(section, "allow_all", True)
+
+
+if __name__ == "__main__":  # the hub user name of an OIDC `sub` (for admin_users, user_quotas)
+    import sys
+
+    for sub in sys.argv[1:]:
+        print(pseudonymous_username({"sub": sub}))

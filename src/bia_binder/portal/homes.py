@@ -9,6 +9,9 @@ Layout under :attr:`HomeManager.root` (default ``/var/lib/bia-binder/homes``)::
 
     images/<name>.img      the user's filesystem (sparse: uses only what is written)
     mnt/<name>/            where it is mounted while in use
+    mnt/<name>/home/       the home itself in an encrypted image (:mod:`bia_binder.portal.encryption`);
+                           a plain image made before encryption was on is the home at its top
+    keys/<name>.key        the user's home key, wrapped with the service master key
     archive/<name>.img     homes untouched for ``archive_after_days``, kept ``delete_after_days`` more
 
 ``<name>`` is the JupyterHub user name, escaped (:func:`home_name`) to be a safe file name.
@@ -21,7 +24,7 @@ the calls block for up to seconds, so call them from async code with ``asyncio.t
     homes = HomeManager(parent=self)            # configured from c.HomeManager.*
     path = homes.ensure_home(user.name, uid=uid, gid=gid)   # mounted, quota-enforced
     homes.usage(user.name)                      # HomeUsage(used_bytes, size_bytes, ...)
-    homes.unmount(user.name)                    # after the session stopped (optional)
+    homes.unmount(user.name)                    # after the session stopped: locks, then unmounts
 
 and by operators (``bia-binder users``): :meth:`HomeManager.reclaim_plan` lists what is due for
 archiving or deletion; :meth:`HomeManager.reclaim` does it.
@@ -39,8 +42,12 @@ from jupyterhub.traitlets import ByteSpecification
 from traitlets import Dict, Integer, Unicode
 
 from ..sessions.disks import IMAGE_SUFFIX, DiskError, DiskUsage, LoopDisks, disk_name, owner_from_disk_name
+from .encryption import HomeEncryption
 
 DAY = 24 * 3600
+#: at the top of an encrypted image (plain, like lost+found): the home is the ``home/`` directory beside it
+ENCRYPTED_MARKER = ".bia-binder-encrypted"
+ENCRYPTED_HOME = "home"
 
 #: the names this module has always used (a home is a disk of a logged-in user)
 HomeError = DiskError
@@ -74,7 +81,8 @@ class HomeManager(LoopDisks):
 
     user_quotas = Dict(
         value_trait=ByteSpecification(),
-        help="Per-user quotas overriding `quota`, e.g. {'alice@lifescience-ri.eu': '50G'}.",
+        help="Per-user quotas overriding `quota`, by hub user name, e.g. {'u-3f2a...': '50G'} "
+        "(an LS Login user's name: python -m bia_binder.portal.auth <sub>).",
     ).tag(config=True)
 
     archive_after_days = Integer(
@@ -108,7 +116,46 @@ class HomeManager(LoopDisks):
         if not image.exists() and self.archived_path(username).exists():
             self.log.info("Restoring archived home of %s", username)
             os.replace(self.archived_path(username), image)
-        return self._mount_locked(username, uid, gid)
+        new = not image.exists()
+        self._encrypt_new = new and self.encryption.active()
+        mount_point = self._mount_locked(username, None if self._encrypt_new or self.is_encrypted(username) else uid, gid)
+        if new and self._encrypt_new:
+            (mount_point / ENCRYPTED_MARKER).write_text("this filesystem holds an encrypted home (bia-binder)\n")
+        if not self.is_encrypted(username):
+            return mount_point
+        home = mount_point / ENCRYPTED_HOME
+        try:
+            self.encryption.unlock(Path(self.root), username, mount_point, home)
+        except DiskError:
+            self.unmount(username)
+            raise
+        if uid is not None:
+            os.chown(home, uid, gid if gid is not None else uid)
+        return home
+
+    _encrypt_new = False
+
+    @property
+    def encryption(self) -> HomeEncryption:
+        return HomeEncryption(parent=self)
+
+    def mkfs_features(self, owner: str) -> list[str]:
+        return ["encrypt"] if self._encrypt_new else []
+
+    def is_encrypted(self, username: str) -> bool:
+        """Whether the (mounted) home of ``username`` is an encrypted one."""
+        return (self.mount_point(username) / ENCRYPTED_MARKER).exists()
+
+    def home_path(self, username: str) -> Path:
+        """Where the mounted home of ``username`` is (the mount point, or its encrypted ``home/``)."""
+        mount_point = self.mount_point(username)
+        return mount_point / ENCRYPTED_HOME if self.is_encrypted(username) else mount_point
+
+    def unmount(self, username: str) -> None:
+        """Lock an encrypted home (its key leaves the kernel), then unmount it: its files are ciphertext at rest."""
+        if self.is_mounted(username) and self.is_encrypted(username):
+            self.encryption.lock(self.mount_point(username), self.home_path(username))
+        super().unmount(username)
 
     def quota_for(self, username: str) -> int:
         return self.user_quotas.get(username, self.quota)
@@ -153,6 +200,7 @@ class HomeManager(LoopDisks):
                 os.utime(target)  # the archive's mtime is when it was archived
             else:
                 item.path.unlink(missing_ok=True)
+                self.encryption.key_path(Path(self.root), item.username).unlink(missing_ok=True)
             mount_point = self.mount_point(item.username)
             if mount_point.is_dir() and not any(mount_point.iterdir()):
                 mount_point.rmdir()
@@ -161,6 +209,7 @@ class HomeManager(LoopDisks):
     def delete_home(self, username: str) -> None:
         """Remove the user's home and any archive of it for good (JupyterHub ``delete_forever``)."""
         self.unmount(username)
-        for path in (self.image_path(username), self.archived_path(username)):
+        key = self.encryption.key_path(Path(self.root), username)
+        for path in (self.image_path(username), self.archived_path(username), key):
             path.unlink(missing_ok=True)
         shutil.rmtree(self.mount_point(username), ignore_errors=True)

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from .encryption import HomeEncryption
 from .homes import HomeError, HomeManager
 
 DEFAULT_HUB_API = "http://127.0.0.1:8000/hub/api"
@@ -165,8 +166,32 @@ def reclaim_homes(args: argparse.Namespace) -> int:
     return 0
 
 
+def rotate_master_key(args: argparse.Namespace) -> int:
+    """Re-wrap every user's home key under a new master key, then install the new key (the old one is kept
+    beside it as ``<file>.old`` until the operator has backed up the new one and deletes it)."""
+    import secrets
+    from pathlib import Path
+
+    from .encryption import MASTER_KEY_ENV, HomeEncryption
+
+    encryption = HomeEncryption(master_key_file=args.master_key_file, keys_dir=args.keys_dir, create_master_key=False)
+    if os.environ.get(MASTER_KEY_ENV):
+        raise UsersCommandError(f"the master key comes from ${MASTER_KEY_ENV}: rotate it where you keep it, not here")
+    key_file = Path(encryption.master_key_file)
+    old_key = encryption.master_key()
+    new_key = secrets.token_bytes(len(old_key))
+    old_copy = key_file.with_name(key_file.name + ".old")
+    HomeEncryption.write_master_key(old_copy, old_key)
+    count = encryption.rotate(Path(args.homes_root), new_key)
+    HomeEncryption.write_master_key(key_file, new_key)
+    print(f"Re-wrapped {count} home key(s) under a new master key in {key_file}; back it up now, then delete {old_copy}.")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     try:
+        if args.users_action == "rotate-master-key":
+            return rotate_master_key(args)
         return reclaim_homes(args) if args.users_action == "reclaim" else list_users(args)
     except (UsersCommandError, HomeError) as e:
         print(f"bia-binder users: {e}", file=sys.stderr)
@@ -175,10 +200,17 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("users", help="list users with storage used, quota and last activity; reclaim old homes")
-    parser.add_argument("users_action", nargs="?", choices=("list", "reclaim"), default="list", help="list (default) or reclaim")
+    parser.add_argument(
+        "users_action", nargs="?", choices=("list", "reclaim", "rotate-master-key"), default="list",
+        help="list (default), reclaim, or rotate-master-key (re-wrap every home key under a new master key)",
+    )  # fmt: skip
     parser.add_argument("--hub-api", default=os.environ.get("JUPYTERHUB_API_URL", DEFAULT_HUB_API), help="the hub's REST API URL")
     parser.add_argument("--token-file", help="file holding a hub API token (default: $JUPYTERHUB_API_TOKEN)")
     parser.add_argument("--homes-root", default=HomeManager.root.default_value, help="HomeManager.root: where home images live")
     parser.add_argument("--json", action="store_true", help="machine-readable output (list)")
+    parser.add_argument(
+        "--master-key-file", default=HomeEncryption.master_key_file.default_value, help="c.HomeEncryption.master_key_file"
+    )
+    parser.add_argument("--keys-dir", default="", help="c.HomeEncryption.keys_dir (default: <homes root>/keys)")
     parser.add_argument("--yes", action="store_true", help="carry out the reclaim plan instead of only listing it")
     parser.set_defaults(func=run)

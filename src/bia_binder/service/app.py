@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
+import re
+import secrets
 import shutil
 import signal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import jinja2
 from tornado import web
 from traitlets import Bool, Enum, Float, Instance, Integer, Unicode, default
@@ -23,17 +27,25 @@ from traitlets.config import Application, Config
 
 from .. import __version__
 from ..builder import ContainerBuilder, EnvBuilder
+from ..builder.kubernetes import container_builder
 from ..events import LaunchError
 from ..environments import default as default_environment
 from ..hub.logs import LOGGING_CONFIG
 from ..sessions.admission import RESERVATION_PREFIX, Admission
+from ..sessions.profiles import ResourceProfiles
 from ..sessions.reconcile import Reconciler
 from ..sessions.sandbox import Sandbox, configure_sandbox
 from ..settings import UpSettings
+from .bans import BanList
 from .handlers import NotFoundHandler, StaticHandler, routes
 from .launcher import Launcher, user_slug
 from .metrics import Metrics
 from .pipeline import LaunchPipeline
+from ..studies.environment import StudyEnvironment
+from .pool import Pool
+from .queue import LaunchQueue
+from .ratelimit import RateLimiter
+from .studies import study_routes
 
 HERE = Path(__file__).parent
 
@@ -60,6 +72,13 @@ class BinderService(Application):
     allow_local_repos = Bool(
         False, config=True, help="Allow repositories on loopback/private addresses and file:// (development and tests)."
     )
+    proxy_url = Unicode(
+        "",
+        config=True,
+        help="Where the proxy in front of the service listens, from this host (set by `bia-binder up`). /health "
+        "asks for a probe through it: ok only once the proxy routes launches to this process. Empty: no probe.",
+    )
+    stop_grace = Float(3, config=True, help="Seconds builds and launches under way get to end when the service stops.")
     min_free_disk_bytes = Integer(2 * 1024**3, config=True, help="/health fails when the data disk has less free space.")
     container_builds = Enum(
         ["never", "fallback", "always"],
@@ -105,13 +124,21 @@ class BinderService(Application):
             self.config.RepoProvider.allow_local_repos = True  # every provider is created with parent=self
         self.metrics = Metrics()
         self.builder = EnvBuilder(parent=self, cache_dir=str(Path(self.data_dir) / "envs"))
-        self.container_builder = ContainerBuilder(parent=self)
+        # repo2docker on a local engine, or in build pods when c.ContainerBuilder.engine = 'kubernetes'
+        self.container_builder = container_builder(parent=self)
         self.launcher = Launcher(
             parent=self,
             hub_api_url=os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
             hub_api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
         )
-        self.admission = Admission(parent=self)
+        self.queue = LaunchQueue(parent=self)
+        self.pool = Pool(self, parent=self)
+        self.rate_limiter = RateLimiter(parent=self)
+        self.bans = BanList(parent=self)
+        self.instance_id = secrets.token_hex(8)
+        self._route_ok_until = 0.0
+        self.admission = Admission(parent=self, sessions_dir=str(Path(self.data_dir) / "sessions"))
+        self.session_disk_limit = ResourceProfiles(parent=self).anonymous_profile().disk_limit
         self._reservations = itertools.count()
         self.pipeline = LaunchPipeline(self)
 
@@ -122,7 +149,7 @@ class BinderService(Application):
         """
         self.admission.sync(await self.launcher.running_sessions())
         reservation = f"{RESERVATION_PREFIX}{next(self._reservations)}"
-        self.admission.admit(reservation, user_slug(resolved.slug))
+        self.admission.admit(reservation, user_slug(resolved.slug), disk_bytes=self.session_disk_limit)
         return reservation
 
     def builder_info(self) -> dict[str, Any]:
@@ -140,18 +167,47 @@ class BinderService(Application):
         return info
 
     async def health_checks(self) -> list[dict[str, Any]]:
-        hub = await self.launcher.hub_status()
+        hub, route = await asyncio.gather(self.launcher.hub_status(), self.route_status())
         free = shutil.disk_usage(self.data_dir).free
-        return [
+        checks = [
             {"service": "JupyterHub API", **hub},
             {"service": "Disk space", "ok": free >= self.min_free_disk_bytes, "free_bytes": free},
             {"service": "Builds under way", "ok": True, "count": len(self.pipeline.builds)},
+            {"service": "Launch queue", "ok": True, "active": self.queue.active, "waiting": self.queue.waiting},
         ]
+        if self.pool.warm:
+            checks.append({"service": "Pool", "ok": True, "idle": self.pool.idle(), "ended": self.pool.ended})
+        if route is not None:
+            checks.insert(1, {"service": "Proxy route", **route})
+        if self.container_builds != "never" and hasattr(self.container_builder, "health_checks"):
+            checks.extend(await self.container_builder.health_checks())  # Kubernetes API and registry
+        return checks
+
+    async def route_status(self) -> dict[str, Any] | None:
+        """Does the proxy send launches to this very process? A request for our probe path through the proxy
+        must come back with our instance id (not the hub's 404, not a previous service's answer). A success
+        is remembered for a second, so that /health stays cheap when polled hard."""
+        if not self.proxy_url:
+            return None
+        now = asyncio.get_running_loop().time()
+        if self._route_ok_until > now:
+            return {"ok": True}
+        url = f"{self.proxy_url.rstrip('/')}{self.base_url}health/route-probe"
+        try:
+            async with httpx.AsyncClient(timeout=3) as client:
+                response = await client.get(url)
+            ok = response.status_code == 200 and response.text == self.instance_id
+            result = {"ok": ok} if ok else {"ok": False, "status_code": response.status_code}
+        except httpx.HTTPError as e:
+            result = {"ok": False, "error": type(e).__name__}
+        if result["ok"]:
+            self._route_ok_until = now + 1
+        return result
 
     def make_app(self) -> web.Application:
         jinja_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True)
         return web.Application(
-            routes(self.base_url),
+            study_routes(re.escape(self.base_url.rstrip("/"))) + routes(self.base_url),
             default_handler_class=NotFoundHandler,
             static_path=str(HERE / "static"),
             static_handler_class=StaticHandler,
@@ -171,14 +227,26 @@ class BinderService(Application):
         """Build the default environment in the background (a no-op when cached); failures are only logged:
         the first logged-in session then builds it and shows why it fails."""
         try:
-            requirements = default_environment.read_requirements(default_environment.requirements_file(self.config))
+            path = default_environment.requirements_file(self.config)
+            requirements = default_environment.read_requirements(path)
             env = await default_environment.cached_or_built(
                 self.builder, requirements, lambda line: self.log.debug("default environment: %s", line.rstrip()),
-                self.scratch_dir,
+                self.scratch_dir, default_environment.read_post_build(path),
             )  # fmt: skip
             self.log.info("The default environment is ready: %s", env.key)
         except Exception as e:  # noqa: BLE001 - a background task: nothing above it would report the error
             self.log.warning("Building the default environment ahead of time failed: %s", e)
+
+    async def prebuild_study_environment(self) -> None:
+        """Build the one environment of study launches, so that no study launch waits for it (bia_binder.studies)."""
+        try:
+            env = await StudyEnvironment(parent=self).cached_or_built(
+                self.builder, lambda line: self.log.debug("study environment: %s", line.rstrip()), self.scratch_dir,
+                anonymous=True,
+            )
+            self.log.info("The study environment is ready: %s", env.key)
+        except Exception as e:  # noqa: BLE001 - a background task: the first study launch builds it and says why
+            self.log.warning("Building the study environment ahead of time failed: %s", e)
 
     async def serve(self) -> None:
         self.setup()
@@ -186,15 +254,33 @@ class BinderService(Application):
         self.log.info("bia-binder service listening on http://%s:%d%s", self.ip, self.port, self.base_url)
         wanted = self.logins and self.prebuild_default_environment
         prebuild = asyncio.ensure_future(self.prebuild()) if wanted else None
+        if StudyEnvironment(parent=self).prebuild:
+            self._study_prebuild = asyncio.ensure_future(self.prebuild_study_environment())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        background = [asyncio.ensure_future(self.reconcile_periodically()), asyncio.ensure_future(self.exit_with_hub(stop))]
+        background = [
+            asyncio.ensure_future(self.reconcile_periodically()),
+            asyncio.ensure_future(self.exit_with_hub(stop)),
+            asyncio.ensure_future(self.pool.run()),
+        ]
         await stop.wait()
+        self.log.info("Stopping: %d build(s) under way", len(self.pipeline.builds))
         server.stop()
         for task in [*background, *([prebuild] if prebuild is not None else [])]:
             task.cancel()
+        await self.end_work_under_way()
+
+    async def end_work_under_way(self) -> None:
+        """Cancel builds (their sandboxes end with them; half-built environments are never published) and
+        give them `stop_grace` seconds: a stop must not wait for a build (JupyterHub would wait 30 s, then
+        signal again, for each of its services)."""
+        tasks = [shared.task for shared in self.pipeline.builds.values()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.stop_grace)
 
     async def reconcile_periodically(self) -> None:
         """Free what sessions the hub lost track of left behind (see bia_binder.sessions.reconcile)."""
@@ -234,7 +320,15 @@ def main() -> None:
     service.port = settings.service_port
     service.allow_local_repos = settings.allow_local_repos or service.allow_local_repos
     service.logins = settings.auth != "none"
-    asyncio.run(service.serve())
+    host = "127.0.0.1" if settings.ip in ("", "0.0.0.0", "::") else settings.ip
+    service.proxy_url = service.proxy_url or f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(service.serve())
+    finally:
+        # not asyncio.run's ending: it waits for every worker thread (a reconciliation, a copy) to finish
+        logging.shutdown()
+        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,9 @@ class BuildTracker:
     def __len__(self) -> int:
         return len(self._builds)
 
+    def values(self) -> list[SharedBuild]:
+        return list(self._builds.values())
+
     def __contains__(self, key: str) -> bool:
         return key in self._builds
 

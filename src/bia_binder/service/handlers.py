@@ -16,7 +16,8 @@ from tornado.iostream import StreamClosedError
 
 from .. import __version__
 from ..events import FAILED, LaunchError, event
-from ..providers import PROVIDERS, repoproviders_api
+from ..providers import PROVIDERS, STUDY_PROVIDERS, repoproviders_api
+from ..studies import accessions
 from . import launch_paths
 from .badge import badge_svg
 from .pipeline import LaunchRequest
@@ -47,6 +48,14 @@ def set_security_headers(handler: web.RequestHandler) -> None:
     handler.set_header("Referrer-Policy", "no-referrer")
     handler.set_header("X-Frame-Options", "DENY")
     handler.set_header("Cross-Origin-Opener-Policy", "same-origin")
+
+
+class Refused(web.HTTPError):
+    """A launch refused before it starts (banned, rate-limited): its status, one line, and when to retry."""
+
+    def __init__(self, error: LaunchError):
+        super().__init__(error.status_code, error.message)
+        self.retry_after = getattr(error, "retry_after", None)
 
 
 class StaticHandler(web.StaticFileHandler):
@@ -97,6 +106,7 @@ class BaseHandler(web.RequestHandler):
                 version=__version__,
                 hub_url=self.service.hub_prefix,
                 login_url=f"{self.service.hub_prefix}login",
+                logins=self.service.logins,  # no "Log in" that leads to a 403 where nobody can log in
                 xsrf_form_html=self.xsrf_form_html,
                 banner=self.service.banner,
                 **context,
@@ -108,6 +118,8 @@ class BaseHandler(web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, web.HTTPError) and exc.log_message:
             message = exc.log_message
+        if isinstance(exc, Refused) and exc.retry_after:
+            self.set_header("Retry-After", str(exc.retry_after))  # send_error cleared headers set before
         if "text/event-stream" in self.request.headers.get("Accept", ""):
             # an event-stream client (BinderHub's JS client) reads the reason as one failed event
             self.set_header("Content-Type", "text/event-stream")
@@ -132,17 +144,21 @@ class LaunchPageHandler(BaseHandler):
 
     def get(self, provider: str, _unquoted_spec: str) -> None:
         spec = self.raw_spec(provider)
-        if provider not in PROVIDERS:
-            raise web.HTTPError(404, f"Unknown repository provider {provider!r}: use one of {', '.join(sorted(PROVIDERS))}")
+        if provider not in PROVIDERS and provider not in STUDY_PROVIDERS:
+            known = ", ".join(sorted([*PROVIDERS, *STUDY_PROVIDERS]))
+            raise web.HTTPError(404, f"Unknown repository provider {provider!r}: use one of {known}")
         try:
+            study_query = study_query_of(self, provider, spec)
             opens = launch_paths.validated({name: self.get_argument(name, "") for name in LAUNCH_PATH_PARAMETERS})
+            self.service.bans.check_spec(provider, spec)
         except LaunchError as e:
-            raise web.HTTPError(e.status_code, e.message) from None
+            raise Refused(e) from None
+        build_query = f"?{urlencode(study_query)}" if study_query else ""
         self.render_page(
             "loading.html",
             provider_prefix=provider,
             spec=spec,
-            build_url=f"{self.base_url}build/{quote(provider, safe='')}/{spec}",
+            build_url=f"{self.base_url}build/{quote(provider, safe='')}/{spec}{build_query}",
             repo_url="",
             ref="",
             social_desc=f"Launch {provider}/{spec} on bia-binder",
@@ -152,6 +168,17 @@ class LaunchPageHandler(BaseHandler):
 
 #: query parameters of a launch link that name what to open in the session
 LAUNCH_PATH_PARAMETERS = ("urlpath", "labpath", "filepath")
+
+
+def study_query_of(handler: web.RequestHandler, provider: str, spec: str) -> dict[str, str]:
+    """For a study link: the spec and query checked (LaunchError 400: before any request to an archive),
+    and the query parameters the launch pipeline uses (``image``). Other providers: nothing checked here."""
+    if provider not in STUDY_PROVIDERS:
+        return {}
+    accessions.parse(provider, spec)
+    accessions.query_parameters(handler.request.query_arguments)
+    image = accessions.image_parameter(handler.get_argument("image", ""))
+    return {"image": image} if image else {}
 
 
 class BuildHandler(BaseHandler):
@@ -169,11 +196,23 @@ class BuildHandler(BaseHandler):
             self.set_status(400)
             await self.send_event(event(FAILED, "This endpoint streams Server-Sent Events: send 'Accept: text/event-stream'.", status_code=400))
             return
+        try:
+            study_query = study_query_of(self, provider, spec)
+        except LaunchError as e:  # the stream's one failed event says why (EventSource drops non-200 bodies)
+            await self.send_event(e.to_event())
+            return
+        try:
+            self.service.bans.check_spec(provider, spec)
+            limiter = self.service.rate_limiter
+            limiter.hit(limiter.client_address(self.request))
+        except LaunchError as e:
+            raise Refused(e) from None  # a real 403/429 status (with Retry-After), and one failed event
         self._closed = False
         self.service.metrics.inprogress.inc()
         keepalive = asyncio.ensure_future(self.keep_alive())
         try:
             request = LaunchRequest(
+                query=study_query,
                 provider=provider,
                 spec=spec,
                 launch_host=f"{self.public_root()}{self.base_url}",
@@ -218,6 +257,15 @@ class HealthHandler(BaseHandler):
         ok = all(check["ok"] for check in checks)
         self.set_status(200 if ok else 503)
         self.finish({"ok": ok, "checks": checks, "load": await member_load(self.service)})
+
+
+class RouteProbeHandler(BaseHandler):
+    """What /health asks for through the proxy: this process's instance id (see BinderService.route_status)."""
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/plain")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(self.service.instance_id)
 
 
 class VersionsHandler(BaseHandler):
@@ -308,6 +356,7 @@ def routes(base_url: str) -> list[tuple]:
         (rf"{prefix}/v2{SPEC_PATTERN}", LaunchPageHandler),
         (rf"{prefix}/build{SPEC_PATTERN}", BuildHandler),
         (rf"{prefix}/health/?", HealthHandler),
+        (rf"{prefix}/health/route-probe", RouteProbeHandler),
         (rf"{prefix}/versions/?", VersionsHandler),
         (rf"{prefix}/api/repoproviders/?", RepoProvidersHandler),
         (rf"{prefix}/api/openapi\.json", OpenAPIHandler),

@@ -118,6 +118,14 @@ class Launcher(LoggingConfigurable):
                     return sessions
                 offset = next_page["offset"]
 
+    async def server_ready(self, username: str) -> bool:
+        """Does the hub say ``username``'s server is running and ready (a pooled server before hand-over)?"""
+        async with self._client() as client:
+            response = await client.get(f"users/{quote(username)}", timeout=5)
+        if response.status_code != 200:
+            return False
+        return bool(response.json().get("servers", {}).get("", {}).get("ready"))
+
     async def hub_status(self) -> dict[str, Any]:
         """For /health: is the hub API answering with our token?"""
         async with self._client() as client:

@@ -73,13 +73,19 @@ def isolation_args(die_with_parent: bool) -> list[str]:
     ]  # fmt: skip
 
 
-def base_mounts() -> list[str]:
-    """A fresh /dev and /proc; private, world-writable (sticky) temporary directories."""
+def base_mounts(tmp: Path | None = None) -> list[str]:
+    """A fresh /dev and /proc; private, world-writable (sticky) temporary directories.
+
+    ``tmp`` (a directory on the session's disk) becomes /tmp here, before any other bind: a
+    session's own paths below the host's /tmp (an environment in a test's temporary directory)
+    are mounted on top of it, not hidden by it.
+    """
+    tmp_mount = ["--bind", str(tmp), "/tmp"] if tmp is not None else ["--perms", "1777", "--tmpfs", "/tmp"]
     return [
         "--dev", "/dev",
         "--perms", "1777", "--tmpfs", "/dev/shm",
         "--proc", "/proc",
-        "--perms", "1777", "--tmpfs", "/tmp",
+        *tmp_mount,
         "--perms", "1777", "--tmpfs", "/var/tmp",
     ]  # fmt: skip
 
@@ -142,8 +148,6 @@ def bind_args(view: View) -> list[str]:
         args += ["--ro-bind", str(source), str(inside)]
     for path in view.writable:
         args += ["--bind", str(path), str(path)]
-    if view.tmp is not None:
-        args += ["--bind", str(view.tmp), "/tmp"]
     if view.home is not None:
         args += ["--bind", str(view.home), str(view.home_inside)]
     return args
@@ -154,7 +158,7 @@ def view_args(view: View, cwd: Path | None = None) -> list[str]:
     hidden, hidden_dirs = hidden_args(view)
     home = [view.home_inside] if view.home_inside is not None else []
     destinations = [*view.readonly, *view.writable, *home, *view.files, *view.cgroup_mounts]
-    args = system_args(view) + base_mounts() + hidden + directory_args(view, destinations) + bind_args(view)
+    args = system_args(view) + base_mounts(view.tmp) + hidden + directory_args(view, destinations) + bind_args(view)
     # read-only only now: bubblewrap creates the mount points of the binds above inside them
     for path in hidden_dirs:
         args += ["--remount-ro", path]

@@ -103,6 +103,10 @@ class LoopDisks(LoggingConfigurable):
         """Bytes of ``owner``'s filesystem."""
         raise NotImplementedError
 
+    def mkfs_features(self, owner: str) -> list[str]:
+        """Extra ext4 features of a new disk (``mkfs.ext4 -O``), e.g. ``encrypt``."""
+        return []
+
     @contextmanager
     def _locked(self, owner: str) -> Iterator[None]:
         """One operation at a time on an owner's disk: two sessions starting, or a start and a reclaim."""
@@ -131,7 +135,8 @@ class LoopDisks(LoggingConfigurable):
         with open(partial, "wb") as f:
             f.truncate(self.size_for(owner))  # sparse: no disk used until written
         # -m 0: no blocks reserved for root, so the limit holds for every writer
-        run_tool(["mkfs.ext4", "-q", "-F", "-m", "0", "-L", "home", str(partial)], f"creating the disk of {owner}")
+        features = ["-O", ",".join(self.mkfs_features(owner))] if self.mkfs_features(owner) else []
+        run_tool(["mkfs.ext4", "-q", "-F", "-m", "0", *features, "-L", "home", str(partial)], f"creating the disk of {owner}")
         os.replace(partial, image)  # never leave a half-made image under the real name
         self.log.info("Created a %d-byte disk for %s at %s", self.size_for(owner), owner, image)
 

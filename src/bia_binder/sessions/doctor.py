@@ -82,9 +82,12 @@ def _notes(sandbox: Sandbox, caps: Capabilities) -> list[tuple[str, str]]:
         if caps.isolated
         else "as anonymous sessions: refused, or with what the host gives under --unsafe-no-sandbox"
     )
+    from ..portal.encryption import HomeEncryption
+
     return [
         ("disk limit", f"none for anonymous sessions ({no_disks})" if no_disks else "anonymous sessions write to a filesystem of their profile's disk_limit"),
         ("builds", builds),
+        ("home encryption", HomeEncryption(config=sandbox.config).status_line()),
     ]
 
 

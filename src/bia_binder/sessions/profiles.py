@@ -17,11 +17,13 @@ The tiers are configured on :class:`ResourceProfiles`::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import os
+import re
+from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
 from jupyterhub.traitlets import ByteSpecification
-from traitlets import Dict, Int, List, TraitError
+from traitlets import Bool, Dict, Int, List, TraitError, default
 from traitlets.config import LoggingConfigurable
 
 from ..events import LaunchError
@@ -95,6 +97,23 @@ class ResourceProfile:
 GiB = 1024**3
 
 
+def host_cpus() -> int:
+    """Cores this process may run on (its affinity mask: what a container or ``taskset`` leaves us)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def capped_to_host(profile: ResourceProfile, cpus: int) -> ResourceProfile:
+    """``profile`` with at most ``cpus`` CPUs: a cgroup CPU limit above the host's cores holds nothing back.
+    A display name that states the configured count ("... 4 CPU)") states the capped one."""
+    if profile.cpu_limit <= cpus:
+        return profile
+    display_name = re.sub(rf"\b{profile.cpu_limit:g} CPU", f"{cpus:g} CPU", profile.display_name)
+    return replace(profile, cpu_limit=float(cpus), display_name=display_name)
+
+
 class ResourceProfiles(LoggingConfigurable):
     """The anonymous tier and the logged-in tiers, shared by the local and the Kubernetes spawner."""
 
@@ -143,11 +162,29 @@ class ResourceProfiles(LoggingConfigurable):
         config=True
     )
 
+    cap_cpus_at_host = Bool(
+        True,
+        help="Cap every profile's CPUs at this host's cores (sessions run here). KubeSpawner's profile_list "
+        "keeps the configured values: pods run on other nodes.",
+    ).tag(config=True)
+
+    host_cpus = Int(help="Cores of this host (default: those this process may run on).").tag(config=True)
+
+    @default("host_cpus")
+    def _default_host_cpus(self) -> int:
+        return host_cpus()
+
     def anonymous_profile(self) -> ResourceProfile:
-        return ResourceProfile.from_dict(self.anonymous, self._defaults())
+        return self._for_this_host(ResourceProfile.from_dict(self.anonymous, self._defaults()))
 
     def logged_in_profiles(self) -> list[ResourceProfile]:
+        return [self._for_this_host(profile) for profile in self._configured_logged_in()]
+
+    def _configured_logged_in(self) -> list[ResourceProfile]:
         return [ResourceProfile.from_dict(entry, self._defaults()) for entry in self.logged_in]
+
+    def _for_this_host(self, profile: ResourceProfile) -> ResourceProfile:
+        return capped_to_host(profile, self.host_cpus) if self.cap_cpus_at_host else profile
 
     def by_slug(self, slug: str) -> ResourceProfile:
         """A logged-in profile by its slug; ``LaunchError`` (400) naming the valid slugs otherwise."""
@@ -167,7 +204,7 @@ class ResourceProfiles(LoggingConfigurable):
                 "default": i == 0,
                 "kubespawner_override": p.kubespawner_override(),
             }
-            for i, p in enumerate(self.logged_in_profiles())
+            for i, p in enumerate(self._configured_logged_in())
         ]
 
     def _defaults(self) -> dict[str, Any]:

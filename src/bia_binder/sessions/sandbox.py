@@ -37,6 +37,7 @@ what it cannot give is left out of ``wrap`` (anonymous launches are then refused
 from __future__ import annotations
 
 import fcntl
+import grp
 import hashlib
 import json
 import os
@@ -68,6 +69,18 @@ _GPU_NODE = re.compile(r"nvidia(\d+)$")
 _GPU_SHARED_NODES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
 
 _UNSAFE_IN_GROUP_NAME = re.compile(r"[^A-Za-z0-9_.@+-]")
+#: characters overlayfs' mount options cannot hold in a path
+_OVERLAY_UNSAFE = re.compile(r"[,:\\\s]")
+
+#: run as root inside a privileged sandbox before dropping to the session's uid: mounts each writable layer
+#: (arguments: count, then "lowerdir=...,upperdir=...,workdir=..." and target per layer, then the command).
+#: The mounts live in the sandbox's own mount namespace and vanish with it: nothing to clean up on the host.
+LAYER_MOUNT_SCRIPT = (
+    'n=$1; shift; while [ "$n" -gt 0 ]; do '
+    'mount -t overlay bia-binder-layer -o "$1" "$2" '
+    '|| echo "bia-binder: $2 stays read-only in this session (no writable layer)" >&2; '
+    "shift 2; n=$((n - 1)); done; exec \"$@\""
+)
 
 
 def default_state_dir() -> Path:
@@ -174,6 +187,14 @@ class SessionRegistry:
         )
 
 
+def _gid_has_group(gid: int) -> bool:
+    try:
+        grp.getgrgid(gid)
+        return True
+    except KeyError:
+        return False
+
+
 def _uid_has_account(uid: int) -> bool:
     try:
         pwd.getpwuid(uid)
@@ -264,6 +285,14 @@ class Sandbox(LoggingConfigurable):
         Unicode(),
         help="Destinations sessions may reach although a private range holds them, as 'CIDR' or 'CIDR:port' "
         "(e.g. an internal data endpoint '10.1.2.3/32:443').",
+    ).tag(config=True)
+
+    layer_gid = Int(
+        19998,
+        help="Group of the published environments' directories (group-writable), given to a session only inside "
+        "its sandbox, where each environment is read-only with a private writable overlay on it: so `pip install` "
+        "in a session installs into that session's layer of its environment, never into the shared one. "
+        "Outside uid_range and belonging to no host group.",
     ).tag(config=True)
 
     build_uid = Int(
@@ -391,8 +420,13 @@ class Sandbox(LoggingConfigurable):
         anonymous: bool = False,
         host_ports: Sequence[int] = (),
         tmp: Path | None = None,
+        layers: Sequence[tuple[Path, Path]] = (),
     ) -> Session:
         """Allocate the uid, hand ``home`` to it, create the cgroup and the network namespace.
+
+        ``layers``: (directory, layer directory below ``home``) pairs: each directory (read-only inside, e.g.
+        an environment) gets a writable overlay whose changes go to its layer directory, for this session
+        only (where the sandbox is privileged; elsewhere it stays read-only).
 
         ``host_ports``: loopback ports of this host the session may reach (a logged-in session's hub
         API); anonymous sessions reach none. ``tmp``: a directory (below ``home``, so it is handed over
@@ -417,6 +451,7 @@ class Sandbox(LoggingConfigurable):
         else:
             uid, gpus = os.geteuid(), list(caps.gpus[: profile.gpus])
         session = Session(sandbox=self, name=name, uid=uid, home=home, profile=profile, gpus=gpus, tmp=tmp)
+        session.layers = self._make_layers(home, layers)
         session = self._open(session, readonly, writable, NetworkPolicy(host_ports=tuple(host_ports)))
         if session.separate_uid:
             home.chmod(0o700)
@@ -555,12 +590,34 @@ class Sandbox(LoggingConfigurable):
             pids=limits.pids if caps.limits["pids"].ok else None,
         )
 
-    def _setpriv_args(self, uid: int, gid: int) -> list[str]:
+    def _make_layers(self, home: Path, layers: Sequence[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+        """The layer directories (``upper``/``work`` for overlayfs), created below ``home`` so they are handed over
+        with it; a pair overlayfs cannot name (its options are comma/colon separated) is left out."""
+        made = []
+        low, high = self.uid_range
+        if layers and (low <= self.layer_gid <= high or _gid_has_group(self.layer_gid) or self.layer_gid < 1000):
+            self.log.warning(
+                "No writable environment layers: Sandbox.layer_gid %d must be >= 1000, outside uid_range and "
+                "belong to no host group",
+                self.layer_gid,
+            )
+            return []
+        for lower, layer in layers:
+            lower, layer = Path(lower).resolve(), Path(home) / Path(layer).resolve().relative_to(home)
+            if _OVERLAY_UNSAFE.search(f"{lower}{layer}"):
+                self.log.warning("No writable layer over %s: its path holds a character overlayfs cannot name", lower)
+                continue
+            for part in ("upper", "work"):
+                (layer / part).mkdir(parents=True, exist_ok=True)
+            made.append((lower, layer))
+        return made
+
+    def _setpriv_args(self, uid: int, gid: int, groups: Sequence[int] = ()) -> list[str]:
         return [
             self.executable(self.setpriv_path) or self.setpriv_path,
             f"--reuid={uid}",
             f"--regid={gid}",
-            "--clear-groups",
+            f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups",
             "--no-new-privs",
             "--inh-caps=-all",
             "--bounding-set=-all",
@@ -602,8 +659,11 @@ def _chown_tree(root: Path, uid: int) -> None:
     what ``uid`` already owns is left alone, so a second call on a large tree costs only stats."""
 
     def give(path: str) -> None:
-        if os.lstat(path).st_uid != uid:
-            os.chown(path, uid, uid, follow_symlinks=False)
+        try:
+            if os.lstat(path).st_uid != uid:
+                os.chown(path, uid, uid, follow_symlinks=False)
+        except FileNotFoundError:
+            pass  # removed meanwhile (a shared package cache's temporary file): nothing left to hand over
 
     give(str(root))
     for directory, dirnames, filenames in os.walk(root):
@@ -635,6 +695,8 @@ class Session:
     closed: bool = False
     #: the uid is not this session's alone (builds share Sandbox.build_uid): processes are found by cgroup
     shared_uid: bool = False
+    #: (directory, layer directory on the host below ``home``): writable overlays (see Sandbox.prepare)
+    layers: list[tuple[Path, Path]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.home_inside is None:
@@ -680,7 +742,14 @@ class Session:
         if caps.sandbox.ok:
             bwrap = self.sandbox.executable(self.sandbox.bwrap_path) or "bwrap"
             privileged = bubblewrap.privileged_args() if drop_uid else []
-            argv = [bwrap, *self._bwrap_args(cwd), *privileged, "--", *drop_uid, *argv]
+            mounts: list[str] = []
+            if drop_uid and self.layers:
+                # root inside mounts the layers (CAP_SYS_ADMIN, dropped with everything else by setpriv); the
+                # session may write into the environment's group-writable directories, through its layer only
+                privileged += ["--cap-add", "CAP_SYS_ADMIN"]
+                mounts = ["/bin/sh", "-c", LAYER_MOUNT_SCRIPT, "sh", str(len(self.layers)), *self._layer_mount_args()]
+                drop_uid = self.sandbox._setpriv_args(self.uid, self.gid, groups=[self.sandbox.layer_gid])
+            argv = [bwrap, *self._bwrap_args(cwd), *privileged, "--", *mounts, *drop_uid, *argv]
         else:
             argv = [*drop_uid, *argv]
         if self.network is not None:
@@ -691,6 +760,14 @@ class Session:
         if self.cgroup is not None:
             argv = self.cgroup.enter_argv(argv)
         return argv
+
+    def _layer_mount_args(self) -> list[str]:
+        """overlayfs options and target per layer, with the layer's paths as seen inside the sandbox."""
+        args = []
+        for lower, layer in self.layers:
+            inside = Path(self.home_inside) / layer.relative_to(self.home)
+            args += [f"lowerdir={lower},upperdir={inside / 'upper'},workdir={inside / 'work'}", str(lower)]
+        return args
 
     def view(self) -> bubblewrap.View:
         """What this session sees of the host's files."""
@@ -714,6 +791,9 @@ class Session:
             cgroup_mounts=self.cgroup.mounted_at() if self.cgroup is not None else {},
             devices=gpus,
             optional_devices=list(_GPU_SHARED_NODES) if gpus else [],
+            # mounted first, under the session's own paths (bubblewrap.base_mounts); bubblewrap makes their
+            # mount points in it before any code of the session runs (a disk-backed /tmp is an anonymous,
+            # one-shot session's: its sandbox is set up once), so the session cannot redirect them
             tmp=self.tmp,
         )
 

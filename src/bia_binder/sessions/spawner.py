@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import math
 import os
 import shutil
@@ -28,7 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
-from traitlets import Any, Float, Unicode, default
+from traitlets import Any, Bool, Float, Unicode, default
 
 import bia_binder
 
@@ -43,6 +44,7 @@ from ..portal.dask import session_dask_environment
 from ..portal.homes import HomeError, HomeManager, home_name
 from .disks import EphemeralDisks
 from ..portal.options import (
+    DEEP_LEARNING_ENVIRONMENT,
     SessionChoice,
     options_from_form,
     parse_session_options,
@@ -62,6 +64,8 @@ BINDER_REQUEST_KEYS = ("repo_url", "binder_ref_url", "binder_launch_host", "bind
 ANONYMOUS_PREFIX = "binder-"
 #: where an anonymous session's /tmp lives on its disk (hidden in JupyterLab's file browser)
 TMP_DIR_NAME = ".tmp"
+#: where a session's changes to its environment live (per environment: a logged-in user's persist with their home)
+LAYERS_DIR_NAME = ".environment-layers"
 
 #: one builder per environment cache for the whole hub, so that sessions asking for the same
 #: environment at once share one build (EnvBuilder joins builds of the same key)
@@ -78,11 +82,35 @@ class BinderSpawner(LocalProcessSpawner):
     scratch_dir = Unicode(
         "", config=True, help="Where repositories are fetched before a build (empty: the system's temporary directory)."
     )
+    studies_dir = Unicode(
+        "",
+        config=True,
+        help="The binder service's store of generated study files (bia_binder.studies.store): user_options['study'] "
+        "names an entry, copied into the session, whose notebook JupyterLab opens.",
+    )
     default_environment_requirements = Unicode(
         str(default_environment.REQUIREMENTS),
         config=True,
         help="requirements.txt of the default bioimage environment logged-in users get; built on first use, "
         "rebuilt when its content changes.",
+    )
+    deep_learning_requirements = Unicode(
+        str(default_environment.DEEP_LEARNING_REQUIREMENTS),
+        config=True,
+        help="Lock file (requirements.txt) of the deep-learning environment: PyTorch CPU wheels (from "
+        "c.EnvBuilder.find_links), cellpose, bioimageio.core. A postBuild beside it runs too.",
+    )
+    deep_learning_gpu_requirements = Unicode(
+        "",
+        config=True,
+        help="Lock file of the deep-learning environment for profiles with GPUs (a CUDA build of torch); "
+        "empty: the same as deep_learning_requirements (CPU).",
+    )
+    models_dir = Unicode(
+        "/var/lib/bia-binder/models",
+        config=True,
+        help="Model weights the operator pre-fills (cellpose/, torch/, bioimageio/ below it), shown read-only to "
+        "deep-learning sessions at the same path; sessions cannot download models.",
     )
     ready_poll_interval = Float(
         0.05,
@@ -104,7 +132,28 @@ class BinderSpawner(LocalProcessSpawner):
     @default("options_form")
     def _default_options_form(self) -> Callable[[LocalProcessSpawner], str]:
         # a callable: anonymous users (started by the binder service) get no form
-        return lambda spawner: "" if spawner.is_anonymous else render_options_form(spawner.profiles.logged_in_profiles())
+        return lambda spawner: (
+            "" if spawner.is_anonymous else render_options_form(spawner.profiles.logged_in_profiles(), spawner.languages())
+        )
+
+    def languages(self) -> list[str]:
+        """Kernels besides Python that the default environment offers here (read from it once it is built)."""
+        path = self.default_environment_requirements
+        key = default_environment.environment_key(
+            self.builder, self.default_requirements(), default_environment.read_post_build(path)
+        )
+        env = self.builder.lookup(key)
+        if env is None:
+            return []
+        names = []
+        for spec in sorted(env.root.glob("env/share/jupyter/kernels/*/kernel.json")):
+            try:
+                language = json.loads(spec.read_text()).get("display_name", spec.parent.name)
+            except (OSError, ValueError):
+                continue
+            if spec.parent.name != "python3":
+                names.append(str(language))
+        return names
 
     @default("options_from_form")
     def _default_options_from_form(self) -> Callable:
@@ -143,6 +192,8 @@ class BinderSpawner(LocalProcessSpawner):
 
     def readonly_paths(self, environment: Environment) -> list[Path]:
         paths = [environment.root, DATA_LIBRARY_PATH]
+        if self.uses_models and Path(self.models_dir).is_dir():
+            paths.append(Path(self.models_dir))
         # the rclone config lives in the data dir, which the sandbox hides
         rclone_config = self.environment.get(RCLONE_CONFIG_ENV)
         if rclone_config and Path(rclone_config).is_file():
@@ -159,6 +210,8 @@ class BinderSpawner(LocalProcessSpawner):
             anonymous=self.is_anonymous,
             host_ports=self.host_services_ports(),
             tmp=self.tmp_dir,
+            # `pip install` / `%pip install` in the session change its own layer of the environment
+            layers=[(environment.env_dir, self.home / LAYERS_DIR_NAME / environment.key)],
         )
         # the proxy (on this host) reaches the server inside through this port
         self.port = self.port or random_port()
@@ -171,6 +224,13 @@ class BinderSpawner(LocalProcessSpawner):
             return ()
         values = [self.hub.api_url, *(v for v in self.environment.values() if isinstance(v, str))]
         return tuple(sorted({port for value in values if (port := loopback_port(value))}))
+
+    repo_slug = Unicode("", help="A logged-in session's repository folder in its home ('' for the default environment).")
+
+    @property
+    def repo_dir_inside(self) -> Path:
+        """Where the session sees the repository's copy: its home (anonymous), ``~/<slug>`` (logged in)."""
+        return self.home_inside / self.repo_slug if self.repo_slug else self.home_inside
 
     @property
     def home_inside(self) -> Path:
@@ -200,6 +260,25 @@ class BinderSpawner(LocalProcessSpawner):
         if profile.disk_limit:
             self.make_ephemeral_disk(profile.disk_limit)
         shutil.copytree(environment.repo_dir, self.home, symlinks=True, dirs_exist_ok=True)
+        if study := self.study_entry():
+            shutil.copytree(study, self.home, dirs_exist_ok=True)
+
+    def study_entry(self) -> Path | None:
+        """The generated files of a study launch (``user_options['study']``, checked: a name from the hub API)."""
+        name = str(self.user_options.get("study") or "")
+        if not name:
+            return None
+        from ..studies.store import StudyStore
+
+        entry = StudyStore(self.studies_dir).lookup(name) if self.studies_dir else None
+        if entry is None:
+            raise LaunchError(f"no generated study {name!r}: launch the study again", 400)
+        return entry
+
+    def study_notebook(self) -> str:
+        """The notebook a study session opens in JupyterLab ('' for repositories)."""
+        entry = self.study_entry()
+        return next((p.name for p in sorted(entry.glob("explore-*.ipynb"))), "") if entry is not None else ""
 
     @property
     def tmp_dir(self) -> Path | None:
@@ -242,11 +321,25 @@ class BinderSpawner(LocalProcessSpawner):
             _BUILDERS[cache_dir] = EnvBuilder(config=self.config, log=self.log, cache_dir=cache_dir)
         return _BUILDERS[cache_dir]
 
-    async def chosen_environment(self, choice: SessionChoice) -> tuple[Environment, str]:
-        """The environment of ``choice`` (built now if not cached) and the repository's slug ('' for the default)."""
+    uses_models = Bool(False, help="Whether the running session is a deep-learning one (gets models_dir).")
+
+    def portal_environment_file(self, choice: SessionChoice, profile: ResourceProfile | None = None) -> str:
+        """The lock file of the portal environment ``choice`` names (with a GPU profile: the GPU variant)."""
+        if choice.portal_environment != DEEP_LEARNING_ENVIRONMENT:
+            return self.default_environment_requirements
+        if profile is not None and profile.gpus and self.deep_learning_gpu_requirements:
+            return self.deep_learning_gpu_requirements
+        return self.deep_learning_requirements
+
+    async def chosen_environment(self, choice: SessionChoice, profile: ResourceProfile | None = None) -> tuple[Environment, str]:
+        """The environment of ``choice`` (built now if not cached) and the repository's slug ('' for a portal one)."""
         if choice.uses_default_environment:
-            requirements = self.default_requirements()
-            return await default_environment.cached_or_built(self.builder, requirements, self.build_log.append, self.scratch_dir), ""
+            path = self.portal_environment_file(choice, profile)
+            requirements = default_environment.read_requirements(path)
+            env = await default_environment.cached_or_built(
+                self.builder, requirements, self.build_log.append, self.scratch_dir, default_environment.read_post_build(path)
+            )
+            return env, ""
         provider = get_provider(choice.provider, choice.spec, parent=self)
         resolved = await provider.resolve()
         key = self.builder.cache_key(resolved.provider, resolved.ref)
@@ -310,9 +403,12 @@ class BinderSpawner(LocalProcessSpawner):
             env = self.sandbox_session.environ(env)
             if self.sandbox_session.network is not None:
                 env = through_gateway(env, self.sandbox_session.host_ports)
-        env = self.environment_in_use.session_environ(env)  # the same variables `bia-binder run` sets
+        # the same variables `bia-binder run` sets; REPO_DIR is the repository's copy (repo2docker's contract)
+        env = self.environment_in_use.session_environ(env, repo_dir=str(self.repo_dir_inside))
         profile = self.profile_in_use
         env.update(session_dask_environment(cpus=profile.cpu_limit, memory=profile.mem_limit))
+        if self.uses_models:
+            env.update(model_environment(self.models_dir))
         for key in BINDER_REQUEST_KEYS:
             if key in self.user_options:
                 env[key.upper() if key.startswith("binder") else f"BINDER_{key.upper()}"] = str(self.user_options[key])
@@ -325,7 +421,10 @@ class BinderSpawner(LocalProcessSpawner):
             return [*root_args, f"--ServerApp.root_dir={self.home_inside}", *super().get_args()]
         # the token is in the server's environment (JUPYTER_TOKEN), never in its arguments: `ps` shows those
         listen = self.sandbox_session.listen_address if self.sandbox_session is not None else "127.0.0.1"
+        notebook = self.study_notebook()
+        opens = [f"--ServerApp.default_url=/lab/tree/{notebook}"] if notebook else []
         return [
+            *opens,
             *root_args,
             "--no-browser",
             f"--ip={listen}",
@@ -391,8 +490,10 @@ class BinderSpawner(LocalProcessSpawner):
     async def prepare_logged_in_session(self) -> tuple[Environment, ResourceProfile]:
         choice = parse_session_options(self.user_options)
         profile = self.resource_profile(choice)  # an unknown profile fails before any build
-        environment, slug = await self.chosen_environment(choice)
+        self.uses_models = choice.uses_default_environment and choice.portal_environment == DEEP_LEARNING_ENVIRONMENT
+        environment, slug = await self.chosen_environment(choice, profile)
         self.home_dir = str(await asyncio.to_thread(self.persistent_home))
+        self.repo_slug = slug
         if slug:
             self.copy_repository_into_home(environment, slug)
         # JupyterLab opens the repository's copy; the file browser still reaches the whole home
@@ -420,7 +521,9 @@ class BinderSpawner(LocalProcessSpawner):
             choice = parse_session_options(self.user_options)
             if not choice.uses_default_environment:
                 return True  # unknown until its ref is resolved, which start() does
-            key = default_environment.environment_key(self.builder, self.default_requirements())
+            path = self.portal_environment_file(choice, self.resource_profile(choice))
+            requirements = default_environment.read_requirements(path)
+            key = default_environment.environment_key(self.builder, requirements, default_environment.read_post_build(path))
             return self.builder.lookup(key) is None
         except LaunchError:
             return False  # start() fails at once, saying why
@@ -461,10 +564,7 @@ class BinderSpawner(LocalProcessSpawner):
         pid = self.pid
         # the sandbox first: bubblewrap forwards no signal, so the session's own processes get SIGTERM (and
         # time to save) from its cleanup; the pid JupyterHub started has exited by the time its stop() looks
-        session = self.sandbox_session or await asyncio.to_thread(Sandbox(parent=self).adopt, self.user.name)
-        if session is not None:
-            await asyncio.to_thread(session.cleanup)
-        self.sandbox_session = None
+        await self.release_sandbox()
         await super().stop(now=now)
         # kernels and terminals live in the server's process group (start_new_session=True)
         if pid:
@@ -472,9 +572,30 @@ class BinderSpawner(LocalProcessSpawner):
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        key = self.environment_in_use.key if self.environment_in_use is not None else self.environment_key
-        if key:
-            self.builder.unpin(key, self.user.name)
+        await self.release_resources()
+
+    async def poll(self) -> int | None:
+        had_process = bool(self.pid)
+        status = await super().poll()
+        if status is not None and had_process:
+            # A server that died by itself (its memory limit, kill -9) is never stop()ped: JupyterHub's
+            # User.stop calls Spawner.stop only while poll() says running. Free what it held here, while
+            # the state still names it (clear_state comes next).
+            self.log.info("The server of %s exited (%s): releasing what its session held", self.user.name, status)
+            await self.release_sandbox()
+            await self.release_resources()
+        return status
+
+    async def release_sandbox(self) -> None:
+        session = self.sandbox_session or await asyncio.to_thread(Sandbox(parent=self).adopt, self.user.name)
+        if session is not None:
+            await asyncio.to_thread(session.cleanup)
+        self.sandbox_session = None
+
+    async def release_resources(self) -> None:
+        """Unpin the environment, unmount the home, delete an anonymous disk: each at most once."""
+        # every pin of this user (one server per user): the key may be unknown to a hub restarted meanwhile
+        self.builder.unpin_everywhere(self.user.name)
         self.environment_in_use, self.environment_key = None, ""
         await self.release_home()
         if self.is_anonymous:
@@ -507,6 +628,17 @@ class BinderSpawner(LocalProcessSpawner):
         if self.is_anonymous:
             shutil.rmtree(self.home, ignore_errors=True)
             self.log_path.unlink(missing_ok=True)
+
+
+def model_environment(models_dir: str) -> dict[str, str]:
+    """Where the deep-learning tools look for weights: below the operator's models directory (read-only)."""
+    root = Path(models_dir)
+    return {
+        "BIA_BINDER_MODELS_DIR": str(root),
+        "CELLPOSE_LOCAL_MODELS_PATH": str(root / "cellpose"),
+        "TORCH_HOME": str(root / "torch"),
+        "BIOIMAGEIO_CACHE_PATH": str(root / "bioimageio"),
+    }
 
 
 def through_gateway(env: dict[str, str], host_ports: tuple[int, ...]) -> dict[str, str]:

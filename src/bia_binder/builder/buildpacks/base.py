@@ -69,15 +69,28 @@ class RepoFiles:
         return lines[0].strip() if lines else ""
 
     @property
+    def asks_for_python(self) -> bool:
+        """``runtime.txt`` names a Python (``python-3`` included)."""
+        return self.runtime.startswith("python-")
+
+    @property
     def runtime_python(self) -> str | None:
-        """The ``X.Y`` that ``runtime.txt`` asks for, if it names a Python."""
+        """The ``X.Y`` that ``runtime.txt`` asks for; None when it names none, or just ``python-3``
+        (repo2docker's "any Python 3": the default one)."""
         runtime = self.runtime
-        if not runtime.startswith("python-"):
+        if not runtime.startswith("python-") or runtime == "python-3":
             return None
         match = re.fullmatch(r"python-(\d+)\.(\d+)(\.\d+)?", runtime)
-        if not match:
-            raise LaunchError(f"runtime.txt says {runtime!r}: write 'python-X.Y' (for example python-3.11)", 400)
+        if not match or match[1] != "3":
+            raise LaunchError(
+                f"runtime.txt says {runtime!r}: write 'python-3.X' (for example python-3.11) or 'python-3'", 400
+            )
         return f"{match[1]}.{match[2]}"
+
+    @property
+    def environment_file(self) -> str | None:
+        """``environment.yml``, or ``environment.yaml`` as repo2docker also accepts, if present."""
+        return next((name for name in ("environment.yml", "environment.yaml") if self.has(name)), None)
 
 
 @dataclass
@@ -88,7 +101,7 @@ class BuildContext:
     interpreter: str  # the Python the environment is created with
     uv: UvInstaller  # installs into the environment being built
     conda: CondaInstaller  # conda solver and installer for the same environment
-    session_packages: list[str]  # what every session needs (jupyterlab, jupyterhub, the data library's deps)
+    session_packages: list[str]  # the notebook server every session needs (jupyterlab, jupyterhub-singleuser)
     scratch_dir: Path  # for generated files (requirements lists, constraints); not published
 
 

@@ -25,7 +25,7 @@ _CONDA_SPEC = re.compile(r"^\s*(?:[\w.-]+::)?([A-Za-z0-9_.-]+)\s*(.*)$")
 
 def read_environment_yml(repo: RepoFiles) -> dict[str, Any]:
     try:
-        spec = yaml.safe_load(repo.read("environment.yml")) or {}
+        spec = yaml.safe_load(repo.read(repo.environment_file or "environment.yml")) or {}
     except yaml.YAMLError as e:
         raise LaunchError(
             f"environment.yml is not valid YAML ({str(e).splitlines()[0]}): fix its syntax", 400
@@ -62,7 +62,7 @@ class CondaBuildPack(BuildPack):
     name = "conda"
 
     def detect(self, repo: RepoFiles) -> bool:
-        return repo.has("environment.yml")
+        return repo.environment_file is not None
 
     def python_version(self, repo: RepoFiles) -> str | None:
         return python_minor(conda_specs(read_environment_yml(repo)).get("python", "")) or repo.runtime_python
@@ -83,8 +83,10 @@ class CondaBuildPack(BuildPack):
         spec = read_environment_yml(ctx.repo)
         requirements = ctx.scratch_dir / "environment-pip.txt"
         requirements.write_text("\n".join(pip_requirements(spec)) + "\n")
-        args = [*ctx.session_packages, "-r", str(requirements), *own_package_args(ctx.repo)]
-        await ctx.uv.pip_install(args, cwd=ctx.repo.config_dir, what="installing environment.yml's pip packages")
+        args = ["-r", str(requirements), *own_package_args(ctx.repo)]
+        await ctx.uv.install_requirements(
+            args, ctx.session_packages, cwd=ctx.repo.config_dir, what="installing environment.yml's pip packages"
+        )
 
 
 async def install_conda_packages(ctx: BuildContext, records: list) -> None:

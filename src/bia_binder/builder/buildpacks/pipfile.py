@@ -79,8 +79,8 @@ class PipfileBuildPack(BuildPack):
             pipfile = self._pipfile(repo)
             lines = requirement_lines([pipfile.get("packages", {}), pipfile.get("dev-packages", {})], repo.config_dir)
             requirements.write_text("\n".join(lines) + "\n")
-            await ctx.uv.pip_install(
-                [*ctx.session_packages, "-r", str(requirements)], cwd=repo.config_dir, what="installing Pipfile"
+            await ctx.uv.install_requirements(
+                ["-r", str(requirements)], ctx.session_packages, cwd=repo.config_dir, what="installing Pipfile"
             )
 
     @staticmethod

@@ -80,8 +80,9 @@ class PixiBuildPack(BuildPack):
             return
         pypi = read_manifest(ctx.repo).get("pypi-dependencies", {})
         requirements.write_text("\n".join(pypi_requirement(n, v, ctx.repo.config_dir) for n, v in pypi.items()) + "\n")
-        await ctx.uv.pip_install(
-            [*ctx.session_packages, "-r", str(requirements)],
+        await ctx.uv.install_requirements(
+            ["-r", str(requirements)],
+            ctx.session_packages,
             cwd=ctx.repo.config_dir,
             what="installing pixi.toml's PyPI packages",
         )

@@ -14,15 +14,15 @@ class PythonBuildPack(BuildPack):
     name = "python"
 
     def detect(self, repo: RepoFiles) -> bool:
-        return repo.has("requirements.txt") or repo.has_own_package or repo.runtime_python is not None
+        return repo.has("requirements.txt") or repo.has_own_package or repo.asks_for_python
 
     async def install(self, ctx: BuildContext) -> None:
-        args = list(ctx.session_packages)
+        args = []
         if ctx.repo.has("requirements.txt"):
             args += ["-r", str(ctx.repo.path("requirements.txt"))]
         args += own_package_args(ctx.repo)
-        if args:
-            await ctx.uv.pip_install(args, cwd=ctx.repo.root)
+        if args or ctx.session_packages:
+            await ctx.uv.install_requirements(args, ctx.session_packages, cwd=ctx.repo.root)
 
 
 class DefaultBuildPack(PythonBuildPack):

@@ -191,6 +191,16 @@ function main() {
 
   timer = setInterval(tick, 1000);
   setFavicon("Progress");
+
+  /** A study launch (/v2/bia/...) names the study's title and licence as soon as its metadata are read. */
+  function showStudy(study) {
+    const line = document.getElementById("launch-study");
+    if (!line) return;
+    const title = typeof study.title === "string" && study.title ? study.title : study.accession;
+    const licence = typeof study.licence === "string" && study.licence ? study.licence : "licence not stated";
+    line.textContent = `${title} (${licence})`;
+    line.hidden = false;
+  }
   const source = new EventSource(root.dataset.buildUrl);
   let finished = false;
 
@@ -205,6 +215,7 @@ function main() {
     const phase = typeof event.phase === "string" ? event.phase.toLowerCase() : undefined;
     const tailBeforeFailure = phase === "failed" ? terminal.tail(8) : [];
     if (typeof event.message === "string") terminal.write(event.message);
+    if (event.study && typeof event.study === "object") showStudy(event.study);
     if (phase === "failed") {
       finished = true;
       source.close();

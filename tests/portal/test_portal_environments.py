@@ -1,0 +1,131 @@
+"""The portal's ready-made environments without building them: locks complete and in step with their
+requirements.in, keys that follow the lock and postBuild, the spawn form's choices, models' messages."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bia_binder import models
+from bia_binder.builder import EnvBuilder
+from bia_binder.environments import default as portal_environments
+from bia_binder.events import LaunchError
+from bia_binder.portal.options import JULIA_NOTE, options_from_form, parse_session_options, render_options_form
+from bia_binder.sessions.profiles import ResourceProfiles
+
+ENVIRONMENTS = Path(portal_environments.__file__).parent
+LOCKED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requested(requirements_in: Path) -> set[str]:
+    names = set()
+    for line in requirements_in.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            names.add(normalized(re.split(r"[<>=!~\[; ]", line)[0]))
+    return names
+
+
+@pytest.mark.parametrize("name", ["bioimage", "deeplearning"])
+def test_every_requested_package_is_pinned_in_the_lock(name):
+    lock = (ENVIRONMENTS / name / "requirements.txt").read_text().splitlines()
+    pins = {normalized(m[1]): m[2] for line in lock if (m := LOCKED.match(line))}
+    assert requested(ENVIRONMENTS / name / "requirements.in") <= set(pins)
+    # and the packages the builder adds to every session, so that the lock decides their versions too
+    for package in EnvBuilder().session_packages:
+        assert normalized(re.split(r"[<>=!~\[; ]", package)[0]) in pins, package
+    assert all(LOCKED.match(line) or not line.split("#")[0].strip() for line in lock), "only pins in a lock"
+
+
+def test_deep_learning_lock_takes_torch_from_local_cpu_wheels():
+    lock = (ENVIRONMENTS / "deeplearning" / "requirements.txt").read_text()
+    assert re.search(r"^torch==[\d.]+\+cpu\b", lock, re.M)
+    assert not re.search(r"^nvidia-", lock, re.M)  # no CUDA libraries
+
+
+def test_key_follows_the_lock_and_the_post_build(tmp_path):
+    builder = EnvBuilder(cache_dir=str(tmp_path))
+    plain = portal_environments.environment_key(builder, "six\n")
+    assert plain == portal_environments.environment_key(builder, "six\n", "")
+    assert plain != portal_environments.environment_key(builder, "six\n", "#!/bin/sh\necho\n")
+    assert portal_environments.read_post_build(ENVIRONMENTS / "bioimage" / "requirements.txt").startswith("#!/bin/sh")
+    assert portal_environments.read_post_build(tmp_path / "requirements.txt") == ""
+
+
+def test_post_build_names_each_kernel_it_registers_or_why_not(tmp_path):
+    """The postBuild against a bare prefix: each kernel is listed only where the host has the language."""
+    prefix = tmp_path / "env"
+    (prefix / "share" / "jupyter" / "kernels" / "octave").mkdir(parents=True)
+    (prefix / "share" / "jupyter" / "kernels" / "kotlin").mkdir(parents=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # a python whose sys.prefix is the bare prefix; no R, octave-cli or java on PATH
+    (bin_dir / "python").write_text(f"#!/bin/sh\nif [ \"$1\" = -c ]; then echo {prefix}; exit 0; fi\nexit 0\n")
+    (bin_dir / "python").chmod(0o755)
+    for tool in ("mkdir", "rm", "cat"):  # only these: no R, octave-cli or java on PATH
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    done = subprocess.run(
+        ["/bin/sh", str(ENVIRONMENTS / "bioimage" / "postBuild")],
+        capture_output=True, text=True, timeout=60, env={"PATH": str(bin_dir)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "no R kernel" in done.stdout and "no Octave kernel" in done.stdout and "no Kotlin kernel" in done.stdout
+    assert sorted(p.name for p in (prefix / "share" / "jupyter" / "kernels").iterdir()) == []  # none shown broken
+    page_config = (prefix / "etc" / "jupyter" / "labconfig" / "page_config.json").read_text()
+    assert '"imjoy-jupyterlab-extension": true' in page_config
+
+
+def test_deep_learning_is_a_choice_in_the_form_and_the_api():
+    assert parse_session_options({"environment": "deeplearning"}).portal_environment == "deeplearning"
+    assert parse_session_options({"environment": "default"}).portal_environment == "default"
+    assert options_from_form({"environment": ["deeplearning"], "profile": ["gpu"]}) == {
+        "profile": "gpu", "environment": "deeplearning",
+    }  # fmt: skip
+    with pytest.raises(LaunchError, match="neither 'default' nor a repository"):
+        parse_session_options({"environment": "julia"})
+    form = render_options_form(ResourceProfiles().logged_in_profiles(), ["R", "Octave", "Kotlin"])
+    assert 'value="deeplearning"' in form and "kernels: Python, R, Octave, Kotlin" in form
+    assert "Julia is not in this server" in form and "container builder" in JULIA_NOTE and "conda" in JULIA_NOTE
+    assert "kernels:" not in render_options_form(ResourceProfiles().logged_in_profiles())  # none named before a build
+
+
+def test_a_missing_model_says_in_one_line_where_to_put_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("BIA_BINDER_MODELS_DIR", str(tmp_path))
+    monkeypatch.delenv("CELLPOSE_LOCAL_MODELS_PATH", raising=False)
+    with pytest.raises(models.ModelNotFound) as missing:
+        models.weights("cellpose", "cyto3")
+    message = str(missing.value)
+    assert str(tmp_path / "cellpose" / "cyto3") in message and "\n" not in message
+    (tmp_path / "cellpose").mkdir()
+    (tmp_path / "cellpose" / "cyto3").write_bytes(b"weights")
+    assert models.weights("cellpose", "cyto3") == tmp_path / "cellpose" / "cyto3"
+
+
+def test_gpu_profiles_get_the_gpu_lock_and_deep_learning_sessions_the_models(tmp_path):
+    from types import SimpleNamespace
+
+    from traitlets.config import Config
+
+    from bia_binder.sessions.spawner import BinderSpawner, model_environment
+
+    config = Config()
+    config.BinderSpawner.deep_learning_gpu_requirements = str(tmp_path / "cuda" / "requirements.txt")
+    spawner = BinderSpawner(user=SimpleNamespace(name="ada", url="/user/ada/"), config=config, sessions_dir=str(tmp_path))
+    profiles = {p.slug: p for p in spawner.profiles.logged_in_profiles()}
+    choice = parse_session_options({"environment": "deeplearning"})
+    assert spawner.portal_environment_file(choice, profiles["gpu"]) == str(tmp_path / "cuda" / "requirements.txt")
+    assert spawner.portal_environment_file(choice, profiles["standard"]) == spawner.deep_learning_requirements
+    default = parse_session_options({"environment": "default"})
+    assert spawner.portal_environment_file(default, profiles["gpu"]) == spawner.default_environment_requirements
+    assert model_environment("/models") == {
+        "BIA_BINDER_MODELS_DIR": "/models", "CELLPOSE_LOCAL_MODELS_PATH": "/models/cellpose",
+        "TORCH_HOME": "/models/torch", "BIOIMAGEIO_CACHE_PATH": "/models/bioimageio",
+    }  # fmt: skip

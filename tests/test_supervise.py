@@ -1,0 +1,62 @@
+"""`up`'s supervision of the hub: a stop is bounded even when the hub ignores SIGTERM, and what is force-
+killed then spares sessions (the next `up` adopts them)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+
+from bia_binder.up import supervise
+
+# a stand-in hub that ignores SIGTERM and has two children: a "proxy" and a "session" server
+HUB = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
+subprocess.Popen(sleeper + ["proxy"], start_new_session=True)
+subprocess.Popen(sleeper + ["--ServerApp.base_url=/user/binder-x/"], start_new_session=True)
+time.sleep(120)
+"""
+
+
+def children_named(marker: str) -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])]
+
+
+def test_a_hub_that_ignores_sigterm_is_ended_after_the_stop_timeout_sessions_spared():
+    started: list[subprocess.Popen] = []
+
+    def start() -> subprocess.Popen:
+        started.append(subprocess.Popen([sys.executable, "-c", HUB], start_new_session=True))
+        return started[-1]
+
+    def stop_soon() -> None:
+        deadline = time.monotonic() + 30
+        while not (children_named("proxy") and children_named("--ServerApp.base_url=/user/binder-x/")):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    threading.Thread(target=stop_soon, daemon=True).start()
+    try:
+        began = time.monotonic()
+        status = supervise(start, stop_timeout=2)
+        took = time.monotonic() - began
+    finally:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
+    assert status == -signal.SIGKILL and len(started) == 1  # ended, not restarted
+    assert took < 15
+    time.sleep(0.5)
+    assert not [p for p in children_named("proxy") if p.status() != psutil.STATUS_ZOMBIE]
+    sessions = children_named("--ServerApp.base_url=/user/binder-x/")
+    assert sessions, "a session's server survives the forced stop"
+    for process in sessions:
+        process.kill()
