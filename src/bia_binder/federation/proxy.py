@@ -131,6 +131,7 @@ class LaunchProxy(LoggingConfigurable):
         # the member limits launches per client (c.RateLimiter): it needs the client, not the gateway
         headers = {"Accept": "text/event-stream", **({"X-Forwarded-For": forwarded_for} if forwarded_for else {})}
         timeout = httpx.Timeout(self.stall_timeout, connect=self.connect_timeout)
+        seen = None  # the last phase from this member (``phase`` may still be the previous member's)
         try:
             async with client.stream("GET", url, headers=headers, timeout=timeout) as response:
                 if response.status_code >= 500:
@@ -157,8 +158,9 @@ class LaunchProxy(LoggingConfigurable):
                         attempt.outcome = "ready"
                         return kind
                     if kind == FAILED:
-                        status = int(item.get("status_code") or 500)
-                        if status in MEMBER_FAILURE_STATUSES or (status >= 500 and phase not in BUILD_PHASES):
+                        status = item.get("status_code")
+                        status = status if isinstance(status, int) else 500
+                        if status in MEMBER_FAILURE_STATUSES or (status >= 500 and seen not in BUILD_PHASES):
                             return self._member_failed(attempt, f"{status}: {str(item.get('message', '')).strip()}", down=status != 429, phase=phase)
                         await emit(item)
                         attempt.outcome = "failed"
@@ -166,7 +168,7 @@ class LaunchProxy(LoggingConfigurable):
                     if kind in BUILD_PHASES:
                         attempt.built_here = True
                     await emit(item)
-                    phase = kind or phase
+                    phase = seen = kind or phase
         except httpx.TimeoutException as e:
             what = "could not be reached in time" if isinstance(e, httpx.ConnectTimeout) else f"its stream stopped for {self.stall_timeout:g} s"
             return self._member_failed(attempt, what, down=True, phase=phase)
