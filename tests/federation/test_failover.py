@@ -33,6 +33,8 @@ async def test_launch_streams_the_members_events_with_the_gateways_request(feder
     assert ready["federation_member"] == member.name
     # the member got the persistent spec: the ref the gateway resolved, not HEAD
     assert member.launches[0].endswith("/" + ready["image"]) and len(ready["image"]) == 40
+    # and the client's address, so that its rate limit counts the client, not the gateway
+    assert member.forwarded_for == ["127.0.0.1"] and "client_address" not in ready
 
 
 async def test_second_launch_goes_where_the_environment_is_and_builds_nothing(federation, repo):

@@ -100,7 +100,7 @@ class FederationGateway(Application):
     hub_prefix = "/hub/"  # the pages' login links; the gateway sends /hub/ to a member (HubRedirectHandler)
     config_file = Unicode("", help="The file the configuration came from (reloaded on SIGHUP).")
 
-    classes = [HealthMonitor, Selector, Holdings, LaunchProxy]
+    classes = [HealthMonitor, Selector, Holdings, LaunchProxy, BanList, RateLimiter]
 
     @validate("base_url")
     def _slashed(self, proposal):
