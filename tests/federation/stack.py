@@ -79,7 +79,7 @@ class FederatedStack:
         members = [{"name": name, "url": f"{stack.url}/", "weight": self.weights[name], "token": TOKEN} for name, stack in self.members.items()]
         self.config_path.write_text(
             f"c.FederationGateway.members = {members!r}\n"
-            "c.HealthMonitor.interval = 0.5\n"
+            "c.HealthMonitor.interval = 1\n"
             "c.HealthMonitor.rise = 3\n"
             "c.LaunchProxy.stall_timeout = 15\n"
             "c.FederationGateway.keepalive_interval = 2\n" + self.gateway_config
