@@ -26,6 +26,7 @@ from ..service.handlers import (
     SPEC_PATTERN,
     BadgeHandler,
     BaseHandler,
+    EventStreamHandler,
     LaunchPageHandler,
     LAUNCH_PATH_PARAMETERS,
     LegacyRepoHandler,
@@ -77,13 +78,8 @@ class GatewayLaunchPageHandler(GatewayHandler, LaunchPageHandler):
         await self.redirect_to_member(provider, self.raw_spec(provider), "v2", query)
 
 
-class GatewayBuildHandler(GatewayHandler):
+class GatewayBuildHandler(GatewayHandler, EventStreamHandler):
     """``/build/<provider>/<spec>``: the launch as Server-Sent Events, from whichever member runs it."""
-
-    def set_default_headers(self) -> None:
-        super().set_default_headers()
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")
 
     async def get(self, provider: str, _unquoted_spec: str) -> None:
         spec = self.raw_spec(provider)
@@ -115,29 +111,6 @@ class GatewayBuildHandler(GatewayHandler):
             keepalive.cancel()
         if not self._closed:
             self.finish()
-
-    async def send_event(self, item: dict[str, Any]) -> None:
-        if getattr(self, "_closed", False):
-            return
-        try:
-            self.write(f"data: {json.dumps(item)}\n\n")
-            await self.flush()
-        except StreamClosedError:
-            self._closed = True
-
-    async def keep_alive(self) -> None:
-        """Our own keepalives: the client's stream stays open while a launch moves between members."""
-        while True:
-            await asyncio.sleep(self.gateway.keepalive_interval)
-            try:
-                self.write(":keepalive\n\n")
-                await self.flush()
-            except StreamClosedError:
-                self._closed = True
-                return
-
-    def on_connection_close(self) -> None:
-        self._closed = True
 
 
 class GatewayHealthHandler(GatewayHandler):
