@@ -60,3 +60,26 @@ def test_a_hub_that_ignores_sigterm_is_ended_after_the_stop_timeout_sessions_spa
     assert sessions, "a session's server survives the forced stop"
     for process in sessions:
         process.kill()
+
+
+# a stand-in hub that exits by itself (as when a service never answers) and leaves a "proxy" in its process
+# group and a "session" in a session of its own
+EXITING_HUB = """
+import subprocess, sys, time
+sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
+subprocess.Popen(sleeper + ["left-proxy"])
+subprocess.Popen(sleeper + ["--ServerApp.base_url=/user/binder-y/"], start_new_session=True)
+time.sleep(0.5)
+sys.exit(1)
+"""
+
+
+def test_a_hub_that_exits_by_itself_leaves_no_proxy_or_service_behind_and_spares_sessions():
+    status = supervise(lambda: subprocess.Popen([sys.executable, "-c", EXITING_HUB], start_new_session=True))
+    assert status == 1
+    try:
+        assert children_named("left-proxy") == []
+        assert len(children_named("--ServerApp.base_url=/user/binder-y/")) == 1
+    finally:
+        for process in children_named("--ServerApp.base_url=/user/binder-y/") + children_named("left-proxy"):
+            process.kill()

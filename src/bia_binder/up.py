@@ -232,6 +232,7 @@ def supervise(start: Callable[[], subprocess.Popen], stop_timeout: float = STOP_
         restarts = [t for t in restarts if now - t < RESTART_WINDOW]
         # a signal killed it (kill -9, the OOM killer, a segfault); an error exit (bad config) is not retried
         if stop_requested or status >= 0 or len(restarts) >= MAX_RESTARTS:
+            end_what_the_hub_left(hub.pid)
             return status
         restarts.append(now)
         print(f"bia-binder: the hub exited with status {status}; starting it again (sessions keep running)", flush=True)
@@ -247,6 +248,24 @@ def is_session(process) -> bool:
         return any(arg.startswith("--ServerApp.base_url=/user/") for arg in process.cmdline())
     except Exception:  # noqa: BLE001 - gone, or not ours to read (psutil, OSError): not a session we know
         return False
+
+
+def end_what_the_hub_left(pgid: int, grace: float = 2.0) -> None:
+    """A hub that exited by itself (a service that never answered, a bad config) may leave its proxy and
+    services running: they share its process group (the hub runs in a session of its own, and sessions each
+    in theirs), so ending the group ends them and spares sessions."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            time.sleep(0.1)
 
 
 def force_stop(hub: subprocess.Popen) -> None:

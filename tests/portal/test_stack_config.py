@@ -76,3 +76,22 @@ c.HomeManager.quota = "50G"
 def test_unknown_auth_mode_is_refused_in_one_line(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="unknown --auth mode 'ldap'"):
         load_hub_config(monkeypatch, tmp_path, auth="ldap")
+
+
+async def test_logins_as_anonymous_names_are_refused_but_the_endpoint_may_create_them(monkeypatch, tmp_path):
+    """With a login, binder-… names are refused at login (post_auth_hook), not by username_pattern, which
+    would also refuse the temporary users the service creates (and every anonymous launch with them)."""
+    from bia_binder.portal.auth import DEV_PASSWORD_ENV
+
+    monkeypatch.setenv(DEV_PASSWORD_ENV, "a-test-password")
+    c = load_hub_config(monkeypatch, tmp_path, auth="dev")
+    assert "username_pattern" not in c.Authenticator
+    hook = c.Authenticator.post_auth_hook
+
+    class Log:
+        def warning(self, *args):
+            pass
+
+    authenticator = type("A", (), {"log": Log()})()
+    assert await hook(authenticator, None, {"name": "binder-gh-org-repo-1a2b3c4d"}) is None
+    assert await hook(authenticator, None, {"name": "alice"}) == {"name": "alice"}

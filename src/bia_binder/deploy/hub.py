@@ -13,13 +13,10 @@ needs from the hub, as ``bia-binder up``'s configuration does on one machine:
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
 from typing import Any
 
-from ..hub.temporary_users import configure_temporary_users
+from ..hub.temporary_users import configure_temporary_users, refuse_anonymous_names
 from ..portal.culling import TEMPORARY_USERS_GROUP, _STOP_SCOPES, culler_command
-from ..sessions.spawner import ANONYMOUS_PREFIX
 
 DEFAULT_CULL = {"timeout": 12 * 3600, "maxAge": 7 * 24 * 3600, "every": 600, "concurrency": 10}
 
@@ -46,20 +43,3 @@ def configure_hub(c: Any, cull: dict[str, Any] | None = None, service_name: str 
         ]
     # at login, not with username_pattern: that would also refuse the binder-… users the endpoint creates
     c.Authenticator.post_auth_hook = refuse_anonymous_names(c.Authenticator.get("post_auth_hook"))
-
-
-def refuse_anonymous_names(previous: Callable | None = None) -> Callable:
-    """A ``post_auth_hook`` refusing logins as ``binder-…`` (the spawner runs those names as anonymous sessions)."""
-
-    async def hook(authenticator: Any, handler: Any, authentication: dict[str, Any] | None) -> dict[str, Any] | None:
-        if previous is not None:
-            authentication = previous(authenticator, handler, authentication)
-            if inspect.isawaitable(authentication):
-                authentication = await authentication
-        if authentication and str(authentication.get("name", "")).startswith(ANONYMOUS_PREFIX):
-            authenticator.log.warning("Refused a login as %s: names %s... are anonymous sessions'",
-                                      authentication["name"], ANONYMOUS_PREFIX)
-            return None
-        return authentication
-
-    return hook

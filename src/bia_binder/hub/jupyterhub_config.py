@@ -26,8 +26,7 @@ from bia_binder.portal.rclone import configure_rclone
 from bia_binder.sessions.sandbox import configure_sandbox
 from bia_binder.hub.logs import redact_logs
 from bia_binder.hub.proxy import proxy_command
-from bia_binder.hub.temporary_users import configure_temporary_users
-from bia_binder.sessions.spawner import ANONYMOUS_PREFIX
+from bia_binder.hub.temporary_users import configure_temporary_users, refuse_anonymous_names
 from bia_binder.settings import UpSettings
 
 c = get_config()  # noqa: F821 (injected by JupyterHub)
@@ -124,6 +123,7 @@ if settings.auth != "none":
     configure_portal_dask_gateway(c, settings)
 
 # --- logged-in users cannot take the anonymous users' prefix (the spawner runs those as anonymous) ---
+# at login (a post_auth_hook), not with Authenticator.username_pattern: that would also refuse the
+# binder-… users the temporary-users endpoint creates, and every anonymous launch with them
 if settings.auth != "none":
-    pattern = c.Authenticator.get("username_pattern", "")
-    c.Authenticator.username_pattern = f"(?!{ANONYMOUS_PREFIX})" + (f"(?:{pattern})" if pattern else "")
+    c.Authenticator.post_auth_hook = refuse_anonymous_names(c.Authenticator.get("post_auth_hook"))

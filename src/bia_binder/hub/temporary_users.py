@@ -15,14 +15,18 @@ It needs the custom scope ``custom:binder:temporary-users``.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
+from collections.abc import Callable
+from typing import Any
 
 from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
 from ..portal.culling import TEMPORARY_USERS_GROUP
+from ..sessions.spawner import ANONYMOUS_PREFIX
 
 SCOPE = "custom:binder:temporary-users"
 SCOPE_DESCRIPTION = {"description": "Create anonymous binder users (binder-*) in the temporary users' group."}
@@ -80,3 +84,20 @@ def configure_temporary_users(c, service_name: str) -> None:
             "services": [service_name],
         },
     ]
+
+
+def refuse_anonymous_names(previous: Callable | None = None) -> Callable:
+    """A ``post_auth_hook`` refusing logins as ``binder-…`` (the spawner runs those names as anonymous sessions)."""
+
+    async def hook(authenticator: Any, handler: Any, authentication: dict[str, Any] | None) -> dict[str, Any] | None:
+        if previous is not None:
+            authentication = previous(authenticator, handler, authentication)
+            if inspect.isawaitable(authentication):
+                authentication = await authentication
+        if authentication and str(authentication.get("name", "")).startswith(ANONYMOUS_PREFIX):
+            authenticator.log.warning("Refused a login as %s: names %s... are anonymous sessions'",
+                                      authentication["name"], ANONYMOUS_PREFIX)
+            return None
+        return authentication
+
+    return hook

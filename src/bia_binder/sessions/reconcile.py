@@ -61,6 +61,13 @@ class Reconciler(LoggingConfigurable):
 
     interval = Float(300.0, help="Seconds between passes in the binder service (0: only at start-up).").tag(config=True)
 
+    shared_cgroup_grace = Float(
+        120.0,
+        help="Seconds an empty cgroup without a registered session is left alone even at start-up: the cgroup "
+        "parent (c.Sandbox.cgroup_parent) is shared by every deployment on this host, and another one's session "
+        "or build may be about to enter it. (Namespaces and disks are this deployment's alone.)",
+    ).tag(config=True)
+
     def __init__(self, sandbox: Sandbox, sessions_dir: Path, cache_dir: Path | None = None, **kwargs):
         super().__init__(**kwargs)
         self.sandbox = sandbox
@@ -128,7 +135,7 @@ class Reconciler(LoggingConfigurable):
         layout, parent = self.sandbox.cgroup_layout, self.sandbox.cgroup_parent
         for name in sorted(layout.children(parent) - owned):
             group = layout.existing(parent, name)
-            if group is None or group.pids() or _age(group.directories[0]) < self.grace:
+            if group is None or group.pids() or _age(group.directories[0]) < max(self.grace, self.shared_cgroup_grace):
                 continue
             try:
                 group.destroy(timeout=2)
