@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ["bench_launch.py", "bench_build.py", "bench_sandbox.py", "bench_data.py"]
+BENCHMARKS = ["bench_launch.py", "bench_build.py", "bench_sandbox.py", "bench_data.py", "bench_federation.py"]
 
 
 def main() -> int:

@@ -275,7 +275,9 @@ def run_launch(args: argparse.Namespace) -> int:
 
     url = f"{args.url.rstrip('/')}/build/{args.spec.strip('/')}"
     try:
-        with httpx.stream("GET", url, headers={"Accept": "text/event-stream"}, timeout=httpx.Timeout(30, read=None)) as response:
+        # the service sends a keepalive every 20 s: a minute of silence is a service (or proxy) that died
+        timeout = httpx.Timeout(30, read=60)
+        with httpx.stream("GET", url, headers={"Accept": "text/event-stream"}, timeout=timeout) as response:
             for line in response.iter_lines():
                 if not line.startswith("data:"):
                     continue
@@ -291,6 +293,9 @@ def run_launch(args: argparse.Namespace) -> int:
                 if item.get("phase") == "failed":
                     print(f"error: {item.get('message', 'launch failed').strip()}", file=sys.stderr)
                     return 1
+    except httpx.ReadTimeout:
+        print(f"error: {args.url} stopped answering during the launch (no keepalive for 60 s); launch again", file=sys.stderr)
+        return 1
     except httpx.HTTPError as e:
         print(f"error: could not reach {args.url} ({type(e).__name__}); is `bia-binder up` running?", file=sys.stderr)
         return 1

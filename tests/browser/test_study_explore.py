@@ -4,6 +4,7 @@ Also the same launch without a browser: the session holds the notebook and study
 
 from __future__ import annotations
 
+import os
 import re
 
 import httpx
@@ -12,15 +13,20 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.browser.conftest import PageWatch, new_context, screenshot
 from tests.stack import BinderStack
-from tests.studies.conftest import archives, endpoint_environ, s3  # noqa: F401 - fixtures, reused
+from tests.studies.conftest import archives, endpoint_environ, s3, study_environment  # noqa: F401 - fixtures, reused
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(1200)]
 
-LAUNCH_TIMEOUT_MS = 420_000  # the study environment is built when the stack starts, on two shared cores
+LAUNCH_TIMEOUT_MS = 420_000  # a JupyterLab start on two shared cores
 
 
 @pytest.fixture(scope="module")
-def study_stack(archives):  # noqa: F811
+def study_stack(archives, study_environment, tmp_path_factory):  # noqa: F811
+    # the study environment the service prebuilds, already there (built once per test session, as the
+    # notebook tests use it): the stack finds it cached, as a service that has run before does
+    data_dir = tmp_path_factory.mktemp("study-stack")
+    # relative: bubblewrap resolves bind sources below its old root, where an absolute link points elsewhere
+    (data_dir / "envs").symlink_to(os.path.relpath(study_environment.root.parent, data_dir))
     config = "\n".join([
         f"c.BIAProvider.api_url = {archives.url + '/bia'!r}",
         f"c.IDRProvider.api_url = {archives.url + '/idr'!r}",
@@ -30,7 +36,7 @@ def study_stack(archives):  # noqa: F811
         "c.StudyEnvironment.prebuild = True",
         "",
     ])
-    with BinderStack(config=config, env=endpoint_environ(archives)) as stack:
+    with BinderStack(data_dir=data_dir, config=config, env=endpoint_environ(archives)) as stack:
         yield stack
 
 
@@ -52,7 +58,7 @@ async def test_search_explore_land_in_jupyterlab_with_the_notebook(study_page: P
     await page.get_by_label("Search BioImage Archive studies").fill("blood")
     await page.get_by_role("button", name="Search", exact=True).click()
     result = page.locator(".study-result").filter(has_text="S-BIAD609")
-    await expect(result).to_contain_text("The importance of the blood")
+    await expect(result).to_contain_text("The importance of the blood", timeout=90_000)  # a busy, shared machine
     await expect(result).to_contain_text("Mus musculus")
     await expect(result).to_contain_text("confocal microscopy")
     thumbnail = result.locator("img.study-thumbnail")

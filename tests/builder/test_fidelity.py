@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -109,3 +110,16 @@ def test_the_host_check_notices_an_install(tmp_path: Path, suffix: str) -> None:
     before = installed_distributions([str(tmp_path)])
     (tmp_path / f"six-1.16.0{suffix}").mkdir()
     assert installed_distributions([str(tmp_path)]) - before == {str(tmp_path / f"six-1.16.0{suffix}")}
+
+
+def test_the_study_environment_locks_every_session_and_optional_package(tmp_path: Path) -> None:
+    """Study launches include everything: their lock holds the notebook server and every optional group."""
+    import tomllib
+
+    from bia_binder.studies.environment import LOCK_FILE
+
+    locked = {package["name"].lower() for package in tomllib.loads(LOCK_FILE.read_text())["packages"]}
+    builder = EnvBuilder(cache_dir=str(tmp_path / "envs"))
+    wanted = [*builder.session_packages, *(req for reqs in builder.extra_packages.values() for req in reqs)]
+    names = {re.split(r"[\[<>=!~ ;]", req, maxsplit=1)[0].lower() for req in wanted}
+    assert names and names <= locked, sorted(names - locked)

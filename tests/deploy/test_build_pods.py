@@ -17,18 +17,25 @@ pytestmark = pytest.mark.slow
 async def emulated(tmp_path_factory):
     emulated = await start_emulated_cluster(tmp_path_factory.mktemp("cluster"))
     yield emulated
+    for made in BUILDERS:
+        await made.close()
     await stop_emulated_cluster(emulated)
 
 
+#: the builders a test made, closed with the cluster (their API clients hold connections)
+BUILDERS: list[KubernetesBuilder] = []
+
+
 def builder(emulated, **traits) -> KubernetesBuilder:
-    return KubernetesBuilder(
+    BUILDERS.append(made := KubernetesBuilder(
         kube_api_url=emulated.cluster.url,
         registry_url=f"http://{emulated.registry.host}",
         image_prefix=emulated.image_prefix,
         namespace="binder",
         registry_secret="bia-binder-registry",
         **traits,
-    )
+    ))  # fmt: skip
+    return made
 
 
 async def test_two_replicas_building_one_ref_share_one_pod_and_a_failed_pod_fails(emulated):
@@ -65,4 +72,5 @@ async def test_health_reports_the_api_and_the_registry(emulated):
     checks = {c["service"]: c["ok"] for c in await builder(emulated).health_checks()}
     assert checks == {"Kubernetes API": True, "Registry": True}
     down = KubernetesBuilder(kube_api_url="http://127.0.0.1:9", registry_url="http://127.0.0.1:9", api_timeout=2)
+    BUILDERS.append(down)
     assert {c["service"]: c["ok"] for c in await down.health_checks()} == {"Kubernetes API": False, "Registry": False}

@@ -7,9 +7,11 @@ import json
 import shutil
 
 import helm_python as helm
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from traitlets.config import PyFileConfigLoader
 
 from bia_binder.deploy.quantities import bytes_of
 from bia_binder.deploy.validate import ValuesError, check_jupyterhub_values
@@ -20,7 +22,7 @@ from tests.deploy.configs import ALL
 
 #: the Kubernetes versions every object must validate for: the oldest we support and the newest bundled
 KUBERNETES_VERSIONS = ("1.32.0", kubernetes_validate.latest_version() + ".0")
-#: custom resources of dask-gateway's chart (traefik's and its own): their CRDs are validated instead
+#: custom resources of dask-gateway's chart (traefik's and its own): validated against their CRDs' schemas
 CUSTOM_API_GROUPS = ("traefik.io/", "traefik.containo.us/", "gateway.dask.org/")
 
 
@@ -76,10 +78,20 @@ def test_every_object_validates_strictly_for_kubernetes_1_32_and_the_newest(rend
     # ours and the upstream charts' are all there
     assert {"Deployment", "Service", "PodDisruptionBudget", "Role", "RoleBinding", "DaemonSet", "Ingress",
             "NetworkPolicy", "ConfigMap", "Secret", "CustomResourceDefinition"} <= kinds  # fmt: skip
+    crds = {
+        (f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"]): version["schema"]["openAPIV3Schema"]
+        for crd in (o["object"] for o in objects if o["object"]["kind"] == "CustomResourceDefinition")
+        for version in crd["spec"]["versions"]
+    }
     checked = 0
     for item in objects:
         obj = item["object"]
         if obj["apiVersion"].startswith(CUSTOM_API_GROUPS):
+            # custom resources (traefik's routes of dask-gateway) against the schema of their CRD, in the render
+            schema = crds.get((obj["apiVersion"], obj["kind"]))
+            assert schema is not None, f"no CRD for {obj['apiVersion']} {obj['kind']} in the chart"
+            errors = [e.message for e in jsonschema.Draft7Validator(schema["properties"]["spec"]).iter_errors(obj["spec"])]
+            assert not errors, f"{item['template']} {obj['kind']}/{obj['metadata']['name']}: {errors}"
             continue
         for version in KUBERNETES_VERSIONS:
             try:
@@ -132,8 +144,12 @@ def test_values_carry_the_config_over(tmp_path):
 
 
 def test_default_culling_is_12_hours_idle_and_a_week_of_age(tmp_path):
-    cull = values_for(tmp_path, "default").values["jupyterhub"]["cull"]
+    values = values_for(tmp_path, "default").values
+    cull = values["jupyterhub"]["cull"]
     assert (cull["timeout"], cull["maxAge"]) == (12 * 3600, 7 * 24 * 3600)
+    # not derived from the service pod's own memory: the cluster bounds sessions
+    assert values["binder"]["config"]["Admission"] == {"max_sessions": 0}
+    assert "activeServerLimit" not in values["jupyterhub"]["hub"]
 
 
 def test_no_secret_reaches_the_values(tmp_path):
@@ -249,17 +265,24 @@ def test_gpu_profile_requests_gpus_on_gpu_nodes(tmp_path):
     assert values["jupyterhub"]["singleuser"]["storage"]["dynamic"]["storageClass"] == "fast-rwo"
 
 
-def test_dask_gateway_uses_the_kubernetes_backend_and_jupyterhub_auth(rendered):
+def test_dask_gateway_uses_the_kubernetes_backend_and_jupyterhub_auth(rendered, tmp_path):
+    """The gateway's rendered config file, loaded as dask-gateway-server loads it."""
     _, values, objects = rendered
-    [config] = by_kind(objects, "ConfigMap", "api-dask-gateway")
-    text = "\n".join(config["data"].values())
-    assert "KubeBackend" in text or "kubernetes" in text.lower()
+    [config_map] = by_kind(objects, "ConfigMap", "api-dask-gateway")
+    (tmp_path / "dask_gateway_config.py").write_text(config_map["data"]["dask_gateway_config.py"])
+    loaded = PyFileConfigLoader("dask_gateway_config.py", path=str(tmp_path)).load_config()
+    assert loaded.DaskGateway.backend_class == "dask_gateway_server.backends.kubernetes.KubeBackend"
+    assert loaded.DaskGateway.authenticator_class == "dask_gateway_server.auth.JupyterHubAuthenticator"
+    assert loaded.JupyterHubAuthenticator.jupyterhub_api_url == "http://hub:8081/hub/api"
+    image = values.values["dask-gateway"]["gateway"]["backend"]["image"]
+    assert loaded.KubeClusterConfig.image == f"{image['name']}:{image['tag']}"
+    assert loaded.ClusterConfig.cluster_max_memory == 32 * 1024**3  # c.DaskGatewayService.max_memory
     [gateway] = by_kind(objects, "Deployment", "api-dask-gateway")
     env = {e["name"]: e for e in gateway["spec"]["template"]["spec"]["containers"][0].get("env", [])}
     assert env["JUPYTERHUB_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {
         "name": "hub", "key": "hub.services.dask-gateway.apiToken"}  # fmt: skip
-    assert "JupyterHubAuthenticator" in text
-    assert "dask-gateway" in values.values["jupyterhub"]["hub"]["services"]
+    # the hub registers the gateway as a service (and generates that token)
+    assert "hub.services.dask-gateway.apiToken" in by_kind(objects, "Secret", "hub")[0]["data"]
 
 
 def test_cli_writes_values_that_render(tmp_path, chart):
@@ -271,3 +294,11 @@ def test_cli_writes_values_that_render(tmp_path, chart):
     values = yaml.safe_load((tmp_path / "values.yaml").read_text())
     assert by_kind(render(chart, values), "Deployment", "hub")
     assert main(["kubernetes", "values", "--config", str(tmp_path / "missing.py")]) == 1
+
+
+def test_helm_lint_finds_no_error(chart, tmp_path):
+    values = values_for(tmp_path, "gpu").values
+    result = helm.lint(chart_with_dependencies(tmp_path / "lint"), values, strict=True, namespace="binder",
+                       kube_version="1.32.0")  # fmt: skip
+    assert result["errors"] == [], result
+    assert all(m["severity"] <= 1 for m in result["messages"]), result["messages"]  # informational only

@@ -13,7 +13,7 @@ from bia_binder.sessions.kubernetes import BinderKubeSpawner
 from bia_binder.sessions.profiles import ResourceProfiles
 from tests.deploy.charts import chart_with_dependencies, render
 from tests.deploy.configs import ALL
-from tests.deploy.z2jh import hub_config
+from tests.deploy.z2jh import SERVICE_ENVIRONMENT, hub_config
 
 KUBECONFIG = """
 apiVersion: v1
@@ -46,15 +46,15 @@ def setup(chart, tmp_path, monkeypatch):
 
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "kubeconfig"))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    for name, value in SERVICE_ENVIRONMENT.items():  # what Kubernetes sets in the hub pod
+        monkeypatch.setenv(name, value)
 
     def configured(name):
         config_file = tmp_path / f"{name}.py"
         config_file.write_text(ALL[name])
         operator_config = load_config(config_file)
         values = chart_values(operator_config).values
-        import os
-
-        hub = hub_config(render(chart, values), tmp_path / name, os.environ)
+        hub = hub_config(render(chart, values), tmp_path / name)
         return ResourceProfiles(config=operator_config), hub, values
 
     return configured

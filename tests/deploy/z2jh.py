@@ -59,14 +59,13 @@ def secret_value(objects: list[dict[str, Any]], key: str) -> str:
     return base64.b64decode(secret["data"][key]).decode()
 
 
-def hub_config(objects: list[dict[str, Any]], workdir: Path, environ: dict[str, str]) -> Config:
+def hub_config(objects: list[dict[str, Any]], workdir: Path) -> Config:
     """The traitlets config the hub pod would load from the rendered ``objects``.
 
-    ``environ`` (e.g. ``monkeypatch.setenv``-managed ``os.environ``) gets :data:`SERVICE_ENVIRONMENT`.
+    z2jh reads :data:`SERVICE_ENVIRONMENT` from the process environment: set it first (``monkeypatch.setenv``).
     """
     root = workdir / "etc-jupyterhub"
     write_hub_files(objects, root)
-    environ.update(SERVICE_ENVIRONMENT)
     sys.modules.pop("z2jh", None)  # a previous call's copy, reading another directory
     try:
         return PyFileConfigLoader("jupyterhub_config.py", path=str(root)).load_config()

@@ -21,8 +21,9 @@ TOKEN = "federation-test-token"
 #: behaviours: "ok"; "die" (after the first building line the process is gone: connections reset, port closed);
 #: "hang" (the stream stops after the first building line, connection open); "http-500" (the stream is refused);
 #: "fail-500-launching" (a 500 after built: the session did not start); "full" (429);
-#: "fail-build" (a 500 while building: the repository's install fails); "bad-spec" (400)
-BEHAVIOURS = ("ok", "die", "hang", "http-500", "fail-500-launching", "full", "fail-build", "bad-spec")
+#: "fail-build" (a 500 while building: the repository's install fails); "bad-spec" (400);
+#: "rate-limited" (HTTP 429 for this client, before the launch starts)
+BEHAVIOURS = ("ok", "die", "hang", "http-500", "fail-500-launching", "full", "fail-build", "bad-spec", "rate-limited")
 
 
 class FakeMember:
@@ -36,6 +37,7 @@ class FakeMember:
         self.held: set[str] = set()
         self.built: list[str] = []  # refs it built
         self.launches: list[str] = []  # specs it was asked to launch
+        self.forwarded_for: list[str] = []  # X-Forwarded-For of each launch
         self.sessions = 0
         self.health_checks = 0
         self.holds_queries = 0
@@ -110,10 +112,16 @@ class _Build(_Handler):
     async def get(self, provider: str, spec: str) -> None:
         m = self.member
         m.launches.append(spec)
+        m.forwarded_for.append(self.request.headers.get("X-Forwarded-For", ""))
         ref = spec.rsplit("/", 1)[-1]
         behaviour = m.behaviour
         if behaviour == "http-500":
             raise web.HTTPError(500)
+        if behaviour == "rate-limited":  # as a member's RateLimiter refuses: a real 429 with one failed event
+            self.set_status(429)
+            self.set_header("Content-Type", "text/event-stream")
+            self.finish('data: {"phase": "failed", "message": "Too many launches from your address", "status_code": 429}\n\n')
+            return
         self.set_header("Content-Type", "text/event-stream")
         try:
             if behaviour == "bad-spec":

@@ -66,7 +66,7 @@ class FederatedStack:
     def start(self) -> "FederatedStack":
         self.git.start()
         with concurrent.futures.ThreadPoolExecutor(len(self.members)) as pool:
-            list(pool.map(lambda stack: stack.start(timeout=300), self.members.values()))
+            list(pool.map(self._start_member, self.members.values()))
         self.write_config()
         self.gateway = subprocess.Popen(
             [sys.executable, "-m", "bia_binder.cli", "federation", "--config", str(self.config_path), "--port", str(self.port), "--allow-local-repos"],
@@ -75,11 +75,20 @@ class FederatedStack:
         self.wait_for(lambda: all(m["state"] == "up" for m in self.status()["members"]), 60, "every member up at the gateway")
         return self
 
+    @staticmethod
+    def _start_member(stack: BinderStack) -> None:
+        """Start a member; once more if it exited while starting: on a loaded machine JupyterHub gives up on
+        its binder service when that takes more than 30 s to answer, and three hubs start at once here."""
+        try:
+            stack.start(timeout=300)
+        except RuntimeError:
+            stack.start(timeout=300)
+
     def write_config(self) -> None:
         members = [{"name": name, "url": f"{stack.url}/", "weight": self.weights[name], "token": TOKEN} for name, stack in self.members.items()]
         self.config_path.write_text(
             f"c.FederationGateway.members = {members!r}\n"
-            "c.HealthMonitor.interval = 0.5\n"
+            "c.HealthMonitor.interval = 1\n"
             "c.HealthMonitor.rise = 3\n"
             "c.LaunchProxy.stall_timeout = 15\n"
             "c.FederationGateway.keepalive_interval = 2\n" + self.gateway_config

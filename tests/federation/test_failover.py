@@ -33,6 +33,8 @@ async def test_launch_streams_the_members_events_with_the_gateways_request(feder
     assert ready["federation_member"] == member.name
     # the member got the persistent spec: the ref the gateway resolved, not HEAD
     assert member.launches[0].endswith("/" + ready["image"]) and len(ready["image"]) == 40
+    # and the client's address, so that its rate limit counts the client, not the gateway
+    assert member.forwarded_for == ["127.0.0.1"] and "client_address" not in ready
 
 
 async def test_second_launch_goes_where_the_environment_is_and_builds_nothing(federation, repo):
@@ -190,3 +192,32 @@ async def test_a_draining_member_takes_no_launches_while_its_sessions_stay_reach
         response = await client.get(f"{f.url}user/{name}/lab?x=1")
     assert response.status_code == 307
     assert response.headers["Location"] == f"{ready['url']}lab?x=1"
+
+
+async def test_a_members_refusal_of_this_client_is_passed_on_and_the_client_is_forwarded(federation, repo):
+    members = [FakeMember(n) for n in "ab"]
+    f = await federation(members)
+    for m in members:
+        m.behaviour = "rate-limited"
+    events = await f.launch(repo())
+    assert events[-1]["phase"] == "failed" and events[-1]["status_code"] == 429
+    assert "Too many launches" in events[-1]["message"]
+    assert sum(len(m.launches) for m in members) == 1, "a refusal of this client is not shopped around"
+    assert [x for m in members for x in m.forwarded_for] == ["127.0.0.1"], "the member limits the client, not the gateway"
+
+
+async def test_the_gateway_refuses_banned_specs_and_repositories_and_limits_clients(federation, repo, git):
+    a = FakeMember("a")
+    f = await federation(
+        [a], BanList__banned_specs=[r"^git/.*banned-spec"], BanList__banned_repositories=[r".*/lab/banned-repo"],
+        RateLimiter__limit=2, RateLimiter__trusted_proxies=[],  # the banned repository counted: resolved first
+    )
+    banned_spec = await f.launch(repo("lab/banned-spec"))
+    banned_repo = await f.launch(repo("lab/banned-repo"))
+    assert [banned_spec[-1]["status_code"], banned_repo[-1]["status_code"]] == [403, 403]
+    assert "banned" in banned_repo[-1]["message"]
+    assert a.launches == []
+    third = await f.launch(repo())
+    assert third[-1]["phase"] == "ready"
+    limited = await f.launch(repo())
+    assert limited[-1]["phase"] == "failed" and limited[-1]["status_code"] == 429

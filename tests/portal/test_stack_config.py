@@ -35,7 +35,10 @@ def test_portal_pieces_are_configured(monkeypatch, tmp_path):
     assert {"binder", "idle-culler", "idle-culler-temporary"} <= set(services)
     assert "--timeout=43200" in services["idle-culler"]["command"]
     assert "--max-age=604800" in services["idle-culler"]["command"]
-    assert f"groups!group={TEMPORARY_USERS_GROUP}" in roles["binder-service"]["scopes"]
+    # every scope of the binder service is filtered to the temporary users (its custom scope creates them there)
+    scopes = roles["binder-service"]["scopes"]
+    assert f"servers!group={TEMPORARY_USERS_GROUP}" in scopes
+    assert all(s.endswith(f"!group={TEMPORARY_USERS_GROUP}") or s.startswith("custom:") for s in scopes), scopes
     assert TEMPORARY_USERS_GROUP in c.JupyterHub.load_groups
     assert c.JupyterHub.authenticator_class == "null"
     rclone_conf = Path(c.Spawner.environment.get_value({})["RCLONE_CONFIG"])  # added with update()

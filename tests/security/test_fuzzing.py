@@ -2,7 +2,9 @@
 hostile specs, against the whole stack in a network namespace of its own (only a loopback: nothing a fuzzed
 spec names can be reached, so no traffic leaves the machine). 0 responses >= 500, 0 hangs, 0 tracebacks.
 
-Longer runs: BIA_BINDER_FUZZ_EXAMPLES (per operation, default 800) and BIA_BINDER_FUZZ_SECONDS (default 420).
+The default run is bounded (3 minutes of schemathesis, as part of `make test`); the long run behind the flags
+goes to 10 000 requests and more: BIA_BINDER_FUZZ_EXAMPLES (per operation, default 150; 1000 for the long run)
+and BIA_BINDER_FUZZ_SECONDS (default 180; 1800 for the long run).
 """
 
 from __future__ import annotations
@@ -17,10 +19,16 @@ import pytest
 
 from tests.stack import PROJECT_ROOT
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")]
+EXAMPLES = int(os.environ.get("BIA_BINDER_FUZZ_EXAMPLES", "150"))
+SECONDS = float(os.environ.get("BIA_BINDER_FUZZ_SECONDS", "180"))
+#: at least this many schemathesis requests in the default run, even on a loaded 2-core machine
+MIN_REQUESTS = int(os.environ.get("BIA_BINDER_FUZZ_MIN_REQUESTS", "500"))
 
-EXAMPLES = int(os.environ.get("BIA_BINDER_FUZZ_EXAMPLES", "800"))
-SECONDS = float(os.environ.get("BIA_BINDER_FUZZ_SECONDS", "420"))
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
+    pytest.mark.timeout(SECONDS + 900),  # the module's fixture runs the whole fuzz: stack start + run + corpus
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +52,7 @@ def summary():
 
 def test_schemathesis_finds_no_server_error(summary):
     fuzz = summary["schemathesis"]
-    assert fuzz["requests"] >= min(10_000, EXAMPLES * 12), fuzz
+    assert fuzz["requests"] >= MIN_REQUESTS, fuzz
     assert fuzz["server_errors"] == 0 and fuzz["no_response"] == 0, fuzz
     assert fuzz["slowest_s"] < 30, fuzz
 

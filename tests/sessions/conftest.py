@@ -72,8 +72,8 @@ class SandboxFactory:
         traits.setdefault(
             "hidden_paths", [str(self.layout.hub_dir), str(self.layout.cache_dir), str(self.layout.sessions_dir)]
         )
+        traits.setdefault("state_dir", str(self.layout.root / "state"))
         sandbox = Sandbox(
-            state_dir=str(self.layout.root / "state"),
             cgroup_parent=self.parent,
             stop_grace=2.0,
             uid_range=TEST_UIDS,

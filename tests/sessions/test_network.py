@@ -209,3 +209,17 @@ def _wait_for_http(address: str, port: int, process: subprocess.Popen | None = N
             pass
         time.sleep(0.1)
     return False
+
+
+def test_a_data_dir_below_a_long_path_still_gets_a_network(sandboxes, layout):
+    # Unix socket paths end at 108 bytes: slirp4netns' API socket must not live below the data dir
+    deep = layout.root / ("a-rather-long-directory-name-" * 5) / "state"
+    sandbox = sandboxes.sandbox(state_dir=str(deep))
+    session = sandboxes.session("long-path", small_profile(), sandbox=sandbox)
+    assert session.network is not None, sandbox.capabilities.network
+    namespace = session.network
+    assert len(str(deep)) > 108 and namespace.path.exists()
+    assert len(str(namespace.api_socket)) < 108
+    assert sandboxes.run(session, "print('up')").strip() == "up"
+    session.cleanup()
+    assert not namespace.path.exists() and not namespace.api_socket.exists()

@@ -84,6 +84,24 @@ class StudyServices(Services):
                       "release_date": "2099-01-01"}
         self.bia["study"][unreleased["uuid"]] = unreleased
 
+    def clone_study(self, accession: str, source: str = "S-BIAD609") -> None:
+        """A new study ``accession``: a copy of ``source`` with its datasets, images and representations."""
+        def new_uuid(old: str) -> str:
+            return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{accession}/{old}"))
+
+        original = next(s for s in self.bia["study"].values() if s["accession_id"] == source)
+        study = {**copy.deepcopy(original), "uuid": new_uuid(original["uuid"]), "accession_id": accession}
+        self.bia["study"][study["uuid"]] = study
+        for dataset in [d for d in self.bia["dataset"].values() if d["submitted_in_study_uuid"] == original["uuid"]]:
+            self.bia["dataset"][new_uuid(dataset["uuid"])] = {
+                **copy.deepcopy(dataset), "uuid": new_uuid(dataset["uuid"]), "submitted_in_study_uuid": study["uuid"]}
+            for image in [i for i in self.bia["image"].values() if i["submission_dataset_uuid"] == dataset["uuid"]]:
+                self.bia["image"][new_uuid(image["uuid"])] = {
+                    **copy.deepcopy(image), "uuid": new_uuid(image["uuid"]), "submission_dataset_uuid": new_uuid(dataset["uuid"])}
+                for rep in [r for r in self.bia["image_representation"].values() if r["representation_of_uuid"] == image["uuid"]]:
+                    self.bia["image_representation"][new_uuid(rep["uuid"])] = {
+                        **copy.deepcopy(rep), "uuid": new_uuid(rep["uuid"]), "representation_of_uuid": new_uuid(image["uuid"])}
+
     def bump_version(self, accession: str = "S-BIAD609") -> None:
         """The archive publishes a new version of ``accession`` (its metadata change with it)."""
         study = next(s for s in self.bia["study"].values() if s["accession_id"] == accession)

@@ -111,3 +111,19 @@ def test_image_parameter(value, ok):
     else:
         with pytest.raises(LaunchError):
             accessions.image_parameter(value)
+
+
+def test_store_entries_are_written_once_and_names_are_checked(tmp_path):
+    from bia_binder.studies.store import StudyStore, entry_name
+
+    store = StudyStore(tmp_path)
+    name = entry_name("S-BIAD1", "v0-0123456789ab-t1-e0123456789ab")
+    entry = store.publish(name, {"study.json": b"{}\n", "explore-S-BIAD1.ipynb": b"first"})
+    assert store.publish(name, {"study.json": b"other", "explore-S-BIAD1.ipynb": b"second"}) == entry
+    assert (entry / "explore-S-BIAD1.ipynb").read_bytes() == b"first"  # never rewritten
+    assert store.lookup(name) == entry
+    for bad in ("../" + name, name + "/..", ".building-x", "S-BIAD1@v0", f"{name}/x"):
+        assert store.lookup(bad) is None
+    for study, pin in (("S-BIAD1/..", "v0-0123456789ab-t1-e0123456789ab"), ("S-BIAD1", "v0-x")):
+        with pytest.raises(ValueError):
+            entry_name(study, pin)

@@ -240,3 +240,26 @@ async def test_search_falls_back_to_biostudies(service, endpoints):
 async def test_search_refuses_bad_queries(service, query):
     status, body = await get_json(service, f"/api/studies/search?{query}")
     assert status == 400 and body["message"]
+
+
+async def test_idr_study_name_finds_its_projects(endpoints):
+    from bia_binder.providers import get_provider
+
+    provider = get_provider("idr", "idr0062A")
+    resolved = await provider.resolve()
+    snapshot = provider.last_snapshot
+    assert snapshot["title"] == "idr0062-blin-nuclearsegmentation/experimentA"
+    assert resolved.persistent_spec.startswith("idr0062A/v0-")
+    assert any(i["ome_zarr_url"] for d in snapshot["datasets"] for i in d["images"])
+
+
+async def test_a_study_too_large_to_list_is_capped_not_refused(endpoints):
+    from bia_binder.providers import get_provider
+
+    provider = get_provider("idr", "dataset/5051")  # 612 images: more than one page of IDR's API
+    before = len(endpoints.requests)
+    await provider.resolve()
+    dataset = provider.last_snapshot["datasets"][0]
+    assert len(dataset["images"]) == 12 and dataset["images_truncated"] is True
+    requests = [r for r in endpoints.requests[before:] if "/datasets/5051/images" in r]
+    assert len(requests) == 1  # one page fetched, not all of them

@@ -228,6 +228,9 @@ class EnvBuilder(LoggingConfigurable):
     def unpin(self, key: str, holder: str) -> None:
         self.cache.unpin(key, holder)
 
+    def unpin_everywhere(self, holder: str) -> None:
+        self.cache.unpin_everywhere(holder)
+
     # building ----------------------------------------------------------------------------------------
     async def cached_or_built(
         self,
@@ -384,6 +387,7 @@ class EnvBuilder(LoggingConfigurable):
         (ctx.uv.site_packages / DATA_LIBRARY_PTH).write_text(self.data_library_path + "\n")
         await self._post_build(repo, build_dir, run, jail)
         await asyncio.to_thread(self._open_to_session_layers, env_dir)
+        await asyncio.to_thread(_readable_by_everyone, repo.root)
         own_bytes = await asyncio.to_thread(own_disk_usage, build_dir)
         if reason := self._disk_limit_reason(own_bytes):
             raise CommandLimitExceeded(reason)
@@ -590,6 +594,17 @@ class EnvBuilder(LoggingConfigurable):
         if self.find_links:
             environ["UV_FIND_LINKS"] = ",".join(self.find_links)
         return environ
+
+
+def _readable_by_everyone(root: Path) -> None:
+    """The built repository is every session's template (its ``start`` runs from it, as other uids): readable
+    and searchable by all, whatever modes the source had (a local directory may be 0700)."""
+    for directory, _dirnames, files in os.walk(root):
+        os.chmod(directory, os.stat(directory).st_mode | 0o555)
+        for name in files:
+            path = os.path.join(directory, name)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode | 0o444)
 
 
 def without_host_paths(log: LogFn, places: dict[Path, str]) -> LogFn:

@@ -130,6 +130,12 @@ class EnvCache:
     def unpin(self, key: str, holder: str) -> None:
         (self.pins_dir / key / _holder_file(holder)).unlink(missing_ok=True)
 
+    def unpin_everywhere(self, holder: str) -> None:
+        """Drop every pin of ``holder``: a session that ended without its state (a hub restarted in between)
+        must not keep its environment from eviction for ever."""
+        for pin in self.pins_dir.glob(f"*/{_holder_file(holder)}"):
+            pin.unlink(missing_ok=True)
+
     def pinned_by(self, key: str) -> list[str]:
         pin_dir = self.pins_dir / key
         return sorted(p.name for p in pin_dir.iterdir()) if pin_dir.is_dir() else []

@@ -23,6 +23,7 @@ from traitlets.config import Config, PyFileConfigLoader
 from ..events import BUILDING, BUILT, FETCHING, LaunchError, event
 from .base import Environment
 from .builder import EnvBuilder
+from .environ import build_environ
 
 Emit = Callable[[dict[str, Any]], None]
 _GIT_URL = re.compile(r"^(https?|git|ssh|file)://|^[\w.-]+@[\w.-]+:")
@@ -99,7 +100,14 @@ def make_builder(args: argparse.Namespace) -> EnvBuilder:
             config = PyFileConfigLoader(path.name, path=str(path.parent)).load_config()
         except Exception as e:  # the file is Python: any error it raises is the user's to fix
             raise LaunchError(f"config file {args.config} could not be loaded: {e}", 400) from None
-    return EnvBuilder(config=config, cache_dir=str(Path(args.data_dir).resolve() / "envs"))
+    data_dir = Path(args.data_dir).resolve()
+    if os.geteuid() == 0 and "sandboxed" not in config.get("EnvBuilder", {}):
+        # as root, builds (a repository's setup.py and postBuild) and `run` go into the service's sandbox:
+        # a stranger's code never runs as root on the host (c.EnvBuilder.sandboxed = False opts out)
+        from ..sessions.sandbox import configure_sandbox
+
+        configure_sandbox(config, data_dir, allow_unsafe=False)
+    return EnvBuilder(config=config, cache_dir=str(data_dir / "envs"))
 
 
 # build ---------------------------------------------------------------------------------------------
@@ -243,13 +251,16 @@ def run_command(args: argparse.Namespace) -> int:
     option_parser.set_defaults(ref=args.ref, data_dir=args.data_dir, config=args.config)
     args = option_parser.parse_args(options, namespace=args)
     try:
-        env = asyncio.run(build_source(make_builder(args), args.source, args.ref, _stderr_printer))
+        builder = make_builder(args)
+        env = asyncio.run(build_source(builder, args.source, args.ref, _stderr_printer))
     except LaunchError as e:
         _text_printer(e.to_event())
         return 1
     with tempfile.TemporaryDirectory(prefix="bia-binder-run-") as scratch:
         workdir = Path(scratch) / "repo"
         shutil.copytree(env.repo_dir, workdir, symlinks=True)
+        if builder.sandboxed:
+            return _run_sandboxed(builder, env, argv, workdir)
         return _run_in(env, argv, workdir)
 
 
@@ -279,6 +290,32 @@ def _run_in(env: Environment, argv: list[str], workdir: Path) -> int:
     except FileNotFoundError:
         print(f"error: command not found: {argv[0]}", file=sys.stderr)
         return 127
+
+
+def _run_sandboxed(builder: EnvBuilder, env: Environment, argv: list[str], workdir: Path) -> int:
+    """``argv`` as a session runs it: its own uid, the sandbox, the anonymous profile's limits, HOME /home/jovyan,
+    a writable layer over the environment (so `pip install` there changes this run only)."""
+    from ..sessions.profiles import ResourceProfiles
+    from ..sessions.sandbox import Sandbox
+
+    sandbox = Sandbox(parent=builder)
+    try:
+        session = sandbox.prepare(
+            name=f"run-{os.getpid()}",
+            home=workdir,
+            profile=ResourceProfiles(parent=builder).anonymous_profile(),
+            readonly=[env.root, Path(builder.data_library_path)],
+            layers=[(env.env_dir, workdir / ".environment-layers" / env.key)],
+        )
+    except LaunchError as e:
+        _text_printer(e.to_event())
+        return 1
+    try:
+        # an allow-listed environment, as sessions get: the repository's code never sees root's variables
+        environ = env.session_environ(session.environ(build_environ()), repo_dir=str(session.home_inside))
+        return subprocess.run(session.wrap(env.command(argv)), env=environ).returncode
+    finally:
+        session.cleanup()
 
 
 # cache ---------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The container builder: repo2docker, for what the local builder cannot do (Dockerfile, apt, R, Julia, nix).
 
 On a host with Docker or Podman it runs repo2docker's own image against the engine's socket; on
-Kubernetes it describes a build pod (BinderHub's model), which the deployment creates through the API.
+Kubernetes it describes a build pod (BinderHub's model), which
+:class:`bia_binder.builder.kubernetes.KubernetesBuilder` creates and follows through the API.
 The result is an image name, used by a container spawner instead of an environment directory.
 The launch service uses it when ``c.BinderService.container_builds`` is ``fallback`` or ``always``.
 """
@@ -178,8 +179,9 @@ class ContainerBuilder(LoggingConfigurable):
         """Build on the local engine, streaming repo2docker's log; the image name."""
         if self.engine == "kubernetes":
             raise LaunchError(
-                "this service runs repo2docker on Docker or Podman only: on Kubernetes, create build pods from "
-                "ContainerBuilder.build_pod_manifest() in the deployment, or set c.ContainerBuilder.engine",
+                "ContainerBuilder runs repo2docker on Docker or Podman only: on Kubernetes, create build pods with "
+                "bia_binder.builder.kubernetes.KubernetesBuilder (the binder service does when "
+                "c.ContainerBuilder.engine = 'kubernetes')",
                 501,
             )
         command = self.engine_command(repo_url, ref, key)

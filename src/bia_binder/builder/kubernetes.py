@@ -100,9 +100,15 @@ class KubernetesBuilder(ContainerBuilder):
         manifest = self.build_pod_manifest(repo_url, ref, key)
         name = manifest["metadata"]["name"]
         api = await self.core()
-        self._last_line = "no output"
+        last_line = ["no output"]  # this build's, for its failure message (builds of other refs run beside it)
+
+        def logged(line: str) -> None:
+            if line.strip():
+                last_line[0] = line.strip()
+            log(line)
+
         try:
-            pod = await asyncio.wait_for(self._follow(api, manifest, log), self.build_timeout + 60)
+            pod = await asyncio.wait_for(self._follow(api, manifest, logged), self.build_timeout + 60)
         except TimeoutError:
             await self._delete(api, name)
             raise LaunchError(
@@ -113,15 +119,12 @@ class KubernetesBuilder(ContainerBuilder):
             raise LaunchError(f"the Kubernetes API refused the build pod {name}: {e.status} {e.reason}", 503) from None
         if pod is None:
             # another follower (a second replica) saw it end and removed it: the registry says how it went
-            self._built.discard(key)
             if await self.image_exists(key):
-                self._built.add(key)
                 return self.image_name(key)
             raise LaunchError(f"the build pod {name} was removed before it finished; try again", 500)
         await self._delete(api, name)
         if pod["status"].get("phase") != "Succeeded":
-            raise LaunchError(f"the image build failed ({self._termination(pod)}): {self._last_line}", 500)
-        self._built.add(key)
+            raise LaunchError(f"the image build failed ({self._termination(pod)}): {last_line[0]}", 500)
         return self.image_name(key)
 
     async def _follow(self, api: client.CoreV1Api, manifest: dict[str, Any], log: LogFn) -> dict[str, Any] | None:
@@ -179,10 +182,7 @@ class KubernetesBuilder(ContainerBuilder):
             return  # gone already; its end is read from the pod's status
         try:
             async for raw in response.content:
-                line = raw.decode(errors="replace").rstrip("\n")
-                if line.strip():
-                    self._last_line = line.strip()
-                log(line)
+                log(raw.decode(errors="replace").rstrip("\n"))
         finally:
             response.release()
 
@@ -235,8 +235,7 @@ class KubernetesBuilder(ContainerBuilder):
         return name, tag or "latest"
 
     async def image_exists(self, key: str) -> bool:
-        if key in self._built:
-            return True
+        """Whether the registry holds the image of ``key`` (asked each time: its retention may have removed it)."""
         repository, tag = self._repository_and_tag(key)
         url = f"{self.registry_base}/v2/{repository}/manifests/{tag}"
         try:

@@ -21,7 +21,7 @@ from . import _requirements
 _requirements.check()  # before the imports below: one clear line where the repository's pins won
 
 from . import bia, biostudies, idr  # noqa: E402
-from ._http import DataAccessError  # noqa: E402, MalformedResponseError, NotFoundError
+from ._http import DataAccessError, MalformedResponseError, NotFoundError  # noqa: E402
 from .omezarr import MetadataError, open_ome_zarr  # noqa: E402
 
 __all__ = [

@@ -35,8 +35,3 @@ def bytes_of(value: str | int) -> int:
             return int(text[: -len(suffix)]) * _SUFFIX_BYTES[suffix]
     return int(text)
 
-
-def cpu_quantity(cpus: float) -> str:
-    """Cores as a quantity: ``4.0`` → ``"4"``, ``0.5`` → ``"500m"``."""
-    millis = round(cpus * 1000)
-    return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"

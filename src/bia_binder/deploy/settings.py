@@ -7,7 +7,7 @@ Secrets are named here, never given: the chart references Secrets the operator c
 
 from __future__ import annotations
 
-from traitlets import Dict, Enum, Int, List, Unicode
+from traitlets import Dict, Enum, Float, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from .. import __version__
@@ -78,6 +78,13 @@ class KubernetesDeployment(LoggingConfigurable):
     ).tag(config=True)
     image_retention_hours = Int(
         168, help="Images unused for this long are removed from build nodes by the cleaner (disks do not fill)."
+    ).tag(config=True)
+
+    request_fraction = Float(
+        1.0,
+        help="Pods request this fraction of their profile's memory and CPU (limits stay the profile's). 1: every "
+        "session is guaranteed its limits; lower packs more sessions per node, at the risk of evictions under "
+        "memory pressure.",
     ).tag(config=True)
 
     data_endpoints = List(

@@ -32,7 +32,7 @@ from ..portal.dask import DaskGatewayService
 from ..portal.homes import HomeManager
 from ..sessions.admission import Admission
 from ..sessions.profiles import GPU_RESOURCE, ResourceProfile, ResourceProfiles
-from .quantities import cpu_quantity, quantity
+from .quantities import quantity
 from .settings import PRIVATE_RANGES, KubernetesDeployment
 
 #: names our templates give the objects other parts reach (fixed, as z2jh's with fullnameOverride "")
@@ -105,9 +105,9 @@ def profile_override(profile: ResourceProfile, deployment: KubernetesDeployment)
     """KubeSpawner traits of one profile: the limits of ResourceProfile.kubespawner_override (bytes, exact
     quantities), plus where GPU profiles run and what anonymous sessions may not have (a PVC)."""
     override = profile.kubespawner_override()
-    # requests equal to limits: a session gets what the local sandbox would give it, never less
-    override["mem_guarantee"] = profile.mem_limit
-    override["cpu_guarantee"] = profile.cpu_limit
+    # requests equal to limits by default: a session gets what the local sandbox would give it, never less
+    override["mem_guarantee"] = int(profile.mem_limit * deployment.request_fraction)
+    override["cpu_guarantee"] = round(profile.cpu_limit * deployment.request_fraction, 3)
     limits = dict(override.get("extra_resource_limits", {}))
     if "ephemeral-storage" in limits:
         limits["ephemeral-storage"] = quantity(profile.disk_limit)
@@ -227,8 +227,8 @@ def jupyterhub_values(
     singleuser: dict[str, Any] = {
         "image": {"name": session_name, "tag": session_tag},
         # the defaults are the anonymous tier's: a pod nothing else sized gets the smallest limits
-        "memory": {"limit": anonymous.mem_limit, "guarantee": anonymous.mem_limit},
-        "cpu": {"limit": anonymous.cpu_limit, "guarantee": anonymous.cpu_limit},
+        "memory": {"limit": anonymous.mem_limit, "guarantee": int(anonymous.mem_limit * deployment.request_fraction)},
+        "cpu": {"limit": anonymous.cpu_limit, "guarantee": round(anonymous.cpu_limit * deployment.request_fraction, 3)},
         "storage": storage,
         "profileList": profile_list(profiles, deployment),
         "networkPolicy": session_network_policy(deployment),
@@ -375,6 +375,9 @@ def binder_values(config: Config, deployment: KubernetesDeployment, warnings: li
         }
     )
     service_config.setdefault("KubernetesBuilder", {}).update({"registry_url": registry_url(config, deployment)})
+    # unset, the limit would be derived from the service pod's own free memory, which says nothing about the
+    # nodes: the hub's activeServerLimit (the same number) and the cluster's capacity bound sessions instead
+    service_config.setdefault("Admission", {}).setdefault("max_sessions", 0)
     name, tag = split_image(deployment.image)
     return {
         "name": BINDER_SERVICE_NAME,

@@ -29,7 +29,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import jinja2
@@ -39,9 +39,11 @@ from traitlets.config import Application, Config
 from traitlets.config.loader import PyFileConfigLoader
 
 from .. import __version__
-from ..providers import get_provider
+from ..providers import STUDY_PROVIDERS, get_provider
 from ..providers.base import ResolvedRepo
+from ..service.bans import BanList
 from ..service.builds import failure_from
+from ..service.ratelimit import RateLimiter
 from ..service.handlers import StaticHandler
 from .handlers import NotFoundHandler, routes
 from .holdings import Holdings
@@ -91,10 +93,14 @@ class FederationGateway(Application):
         False, config=True,
         help="Take client addresses (for logs) from X-Forwarded-For / X-Real-Ip: only behind a reverse proxy that sets them.",
     )
+    logins = Bool(
+        False, config=True,
+        help="Show the pages' 'Log in' links (they lead to a member's portal: set it when members have logins).",
+    )
     hub_prefix = "/hub/"  # the pages' login links; the gateway sends /hub/ to a member (HubRedirectHandler)
     config_file = Unicode("", help="The file the configuration came from (reloaded on SIGHUP).")
 
-    classes = [HealthMonitor, Selector, Holdings, LaunchProxy]
+    classes = [HealthMonitor, Selector, Holdings, LaunchProxy, BanList, RateLimiter]
 
     @validate("base_url")
     def _slashed(self, proposal):
@@ -118,6 +124,9 @@ class FederationGateway(Application):
         self.holdings = Holdings(parent=self)
         self.proxy = LaunchProxy(self.monitor, parent=self)
         self.metrics = FederationMetrics()
+        # the same refusals as a member's, before any member is asked (c.BanList.*, c.RateLimiter.*)
+        self.bans = BanList(parent=self)
+        self.rate_limiter = RateLimiter(parent=self)
         self.history = LaunchHistory()
         self._sessions: OrderedDict[str, str] = OrderedDict()
         # one client for every member request (keeps connections); no limit of its own on open streams
@@ -162,16 +171,23 @@ class FederationGateway(Application):
 
     # --- launches ----------------------------------------------------------------------------
     async def resolve(self, provider: str, spec: str) -> ResolvedRepo:
-        """Once, here, with the members' provider code: every member tried builds the same ref."""
-        return await get_provider(provider, spec, parent=self).resolve()
+        """Once, here, with the members' provider code: every member tried builds the same ref.
+
+        Studies (bia/idr/biostudies accessions) are not resolved here: each member prepares a study
+        itself, in the one study environment; they are placed by the hash of the accession."""
+        if provider in STUDY_PROVIDERS:
+            return ResolvedRepo(provider, spec, f"{provider}:{unquote(spec)}", "", "", spec, "")
+        resolved = await get_provider(provider, spec, parent=self).resolve()
+        self.bans.check_repository(resolved.repo_url)
+        return resolved
 
     async def place(self, resolved: ResolvedRepo, exclude: set[str] = frozenset()) -> Placement:
         """Where a launch of ``resolved`` goes now; ``exclude``: members this launch already tried."""
         members = [m for m in self.pool if m.name not in exclude]
-        holders = await self.holdings.holders(members, resolved.provider, resolved.ref, self.client)
+        holders = await self.holdings.holders(members, resolved.provider, resolved.ref, self.client) if resolved.ref else set()
         return self.selector.place(members, repo_key(resolved), holders)
 
-    async def launch(self, provider: str, spec: str, emit, stream_open) -> LaunchResult:
+    async def launch(self, provider: str, spec: str, emit, stream_open, query: str = "", client_address: str = "") -> LaunchResult:
         try:
             resolved = await self.resolve(provider, spec)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one `failed` event
@@ -189,7 +205,9 @@ class FederationGateway(Application):
         async def next_member(tried: set[str]) -> Member | None:
             return (await self.place(resolved, exclude=tried)).first
 
-        result = await self.proxy.launch(placement.first, next_member, resolved, request, emit, self.client, stream_open, attempting)
+        result = await self.proxy.launch(
+            placement.first, next_member, resolved, request, emit, self.client, stream_open, attempting, query, client_address
+        )
         for attempt in result.attempts:
             if attempt.outcome == "member-failed":
                 self.holdings.forget(resolved.provider, resolved.ref, attempt.member)

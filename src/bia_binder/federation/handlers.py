@@ -19,19 +19,22 @@ from tornado.iostream import StreamClosedError
 
 from .. import __version__
 from ..events import FAILED, LaunchError, event
-from ..providers import PROVIDERS
+from ..providers import PROVIDERS, STUDY_PROVIDERS
 from ..service import launch_paths
 from ..service.builds import failure_from
 from ..service.handlers import (
     SPEC_PATTERN,
     BadgeHandler,
     BaseHandler,
+    EventStreamHandler,
     LaunchPageHandler,
     LAUNCH_PATH_PARAMETERS,
     LegacyRepoHandler,
     MainHandler,
     NotFoundHandler,
+    Refused,
     RepoProvidersHandler,
+    study_query_of,
 )
 
 
@@ -43,6 +46,8 @@ class GatewayHandler(BaseHandler):
     async def redirect_to_member(self, provider: str, spec: str, kind: str, query: str = "") -> None:
         """Redirect mode: resolve, choose, then a 307 to the member (mybinder.org's federation redirector)."""
         try:
+            study_query_of(self, provider, spec)
+            self.gateway.bans.check_spec(provider, spec)
             resolved = await self.gateway.resolve(provider, spec)
         except Exception as exc:  # noqa: BLE001 - every failure is one line with its status
             failure = failure_from(exc)
@@ -61,66 +66,51 @@ class GatewayLaunchPageHandler(GatewayHandler, LaunchPageHandler):
     async def get(self, provider: str, unquoted_spec: str) -> None:
         if self.gateway.mode != "redirect":
             return LaunchPageHandler.get(self, provider, unquoted_spec)
-        if provider not in PROVIDERS:
-            raise web.HTTPError(404, f"Unknown repository provider {provider!r}: use one of {', '.join(sorted(PROVIDERS))}")
-        wanted = {name: self.get_argument(name, "") for name in LAUNCH_PATH_PARAMETERS}
+        if provider not in PROVIDERS and provider not in STUDY_PROVIDERS:
+            known = ", ".join(sorted([*PROVIDERS, *STUDY_PROVIDERS]))
+            raise web.HTTPError(404, f"Unknown repository provider {provider!r}: use one of {known}")
+        wanted = {name: self.get_argument(name, "") for name in LAUNCH_PATH_PARAMETERS + ("image",)}
         try:
-            launch_paths.validated(wanted)  # refused here already; the member checks them again
+            launch_paths.validated({name: wanted[name] for name in LAUNCH_PATH_PARAMETERS})  # the member checks them again
         except LaunchError as e:
             raise web.HTTPError(e.status_code, e.message) from None
         query = urlencode({name: value for name, value in wanted.items() if value})
         await self.redirect_to_member(provider, self.raw_spec(provider), "v2", query)
 
 
-class GatewayBuildHandler(GatewayHandler):
+class GatewayBuildHandler(GatewayHandler, EventStreamHandler):
     """``/build/<provider>/<spec>``: the launch as Server-Sent Events, from whichever member runs it."""
-
-    def set_default_headers(self) -> None:
-        super().set_default_headers()
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")
 
     async def get(self, provider: str, _unquoted_spec: str) -> None:
         spec = self.raw_spec(provider)
         if self.gateway.mode == "redirect":
-            await self.redirect_to_member(provider, spec, "build")
+            await self.redirect_to_member(provider, spec, "build", self.request.query)
             return
         self.set_header("Content-Type", "text/event-stream")
         if "text/event-stream" not in self.request.headers.get("Accept", ""):
             self.set_status(400)
             await self.send_event(event(FAILED, "This endpoint streams Server-Sent Events: send 'Accept: text/event-stream'.", status_code=400))
             return
+        try:
+            study_query = study_query_of(self, provider, spec)
+        except LaunchError as e:
+            await self.send_event(e.to_event())
+            return
+        limiter = self.gateway.rate_limiter
+        client = limiter.client_address(self.request)
+        try:
+            self.gateway.bans.check_spec(provider, spec)
+            limiter.hit(client)
+        except LaunchError as e:
+            raise Refused(e) from None  # a real 403/429 (with Retry-After), and one failed event
         self._closed = False
         keepalive = asyncio.ensure_future(self.keep_alive())
         try:
-            await self.gateway.launch(provider, spec, self.send_event, lambda: not self._closed)
+            await self.gateway.launch(provider, spec, self.send_event, lambda: not self._closed, urlencode(study_query), client)
         finally:
             keepalive.cancel()
         if not self._closed:
             self.finish()
-
-    async def send_event(self, item: dict[str, Any]) -> None:
-        if getattr(self, "_closed", False):
-            return
-        try:
-            self.write(f"data: {json.dumps(item)}\n\n")
-            await self.flush()
-        except StreamClosedError:
-            self._closed = True
-
-    async def keep_alive(self) -> None:
-        """Our own keepalives: the client's stream stays open while a launch moves between members."""
-        while True:
-            await asyncio.sleep(self.gateway.keepalive_interval)
-            try:
-                self.write(":keepalive\n\n")
-                await self.flush()
-            except StreamClosedError:
-                self._closed = True
-                return
-
-    def on_connection_close(self) -> None:
-        self._closed = True
 
 
 class GatewayHealthHandler(GatewayHandler):

@@ -35,6 +35,8 @@ class Holdings(LoggingConfigurable):
         self._placed: dict[tuple[str, str], dict[str, float]] = {}
 
     def remember(self, provider: str, ref: str, member: Member) -> None:
+        if not ref:
+            return  # a study: nothing resolved to remember
         self._placed.setdefault((provider, ref), {})[member.name] = time.monotonic()
 
     def forget(self, provider: str, ref: str, member: Member) -> None:

@@ -88,6 +88,8 @@ class LaunchProxy(LoggingConfigurable):
         client: httpx.AsyncClient,
         stream_open: Callable[[], bool],
         on_attempt: Callable[[Member], None] = lambda member: None,
+        query: str = "",
+        forwarded_for: str = "",
     ) -> LaunchResult:
         """Run the launch on ``first``, then, while members fail, on ``next_member(names tried)`` (placed
         again at that moment: the members' load and holdings have changed since). ``request``:
@@ -106,7 +108,7 @@ class LaunchProxy(LoggingConfigurable):
             on_attempt(member)
             member.inflight += 1
             try:
-                phase = await self._attempt(attempt, resolved, request, emit, client, stream_open, phase)
+                phase = await self._attempt(attempt, resolved, request, emit, client, stream_open, phase, query, forwarded_for)
             finally:
                 member.inflight -= 1
             if attempt.outcome != "member-failed":
@@ -121,16 +123,24 @@ class LaunchProxy(LoggingConfigurable):
 
     async def _attempt(
         self, attempt: Attempt, resolved: ResolvedRepo, request: dict[str, str], emit: Emit,
-        client: httpx.AsyncClient, stream_open: Callable[[], bool], phase: str,
+        client: httpx.AsyncClient, stream_open: Callable[[], bool], phase: str, query: str, forwarded_for: str,
     ) -> str:  # fmt: skip
         """One member's try; sets ``attempt.outcome``; returns the last phase seen."""
         member = attempt.member
-        url = f"{member.url}build/{quote(resolved.provider, safe='')}/{resolved.persistent_spec}"
+        url = f"{member.url}build/{quote(resolved.provider, safe='')}/{resolved.persistent_spec}" + (f"?{query}" if query else "")
+        # the member limits launches per client (c.RateLimiter): it needs the client, not the gateway
+        headers = {"Accept": "text/event-stream", **({"X-Forwarded-For": forwarded_for} if forwarded_for else {})}
         timeout = httpx.Timeout(self.stall_timeout, connect=self.connect_timeout)
+        seen = None  # the last phase from this member (``phase`` may still be the previous member's)
         try:
-            async with client.stream("GET", url, headers={"Accept": "text/event-stream"}, timeout=timeout) as response:
+            async with client.stream("GET", url, headers=headers, timeout=timeout) as response:
                 if response.status_code >= 500:
                     return self._member_failed(attempt, f"it answered HTTP {response.status_code}", down=True, phase=phase)
+                if response.status_code >= 400:
+                    # refused before it started, for this client or spec (banned, rate-limited): the answer stands
+                    await emit(await refusal_event(response))
+                    attempt.outcome = "failed"
+                    return FAILED
                 async for line in response.aiter_lines():
                     if not stream_open():
                         attempt.outcome = "abandoned"
@@ -148,8 +158,9 @@ class LaunchProxy(LoggingConfigurable):
                         attempt.outcome = "ready"
                         return kind
                     if kind == FAILED:
-                        status = int(item.get("status_code") or 500)
-                        if status in MEMBER_FAILURE_STATUSES or (status >= 500 and phase not in BUILD_PHASES):
+                        status = item.get("status_code")
+                        status = status if isinstance(status, int) else 500
+                        if status in MEMBER_FAILURE_STATUSES or (status >= 500 and seen not in BUILD_PHASES):
                             return self._member_failed(attempt, f"{status}: {str(item.get('message', '')).strip()}", down=status != 429, phase=phase)
                         await emit(item)
                         attempt.outcome = "failed"
@@ -157,7 +168,7 @@ class LaunchProxy(LoggingConfigurable):
                     if kind in BUILD_PHASES:
                         attempt.built_here = True
                     await emit(item)
-                    phase = kind or phase
+                    phase = seen = kind or phase
         except httpx.TimeoutException as e:
             what = "could not be reached in time" if isinstance(e, httpx.ConnectTimeout) else f"its stream stopped for {self.stall_timeout:g} s"
             return self._member_failed(attempt, what, down=True, phase=phase)
@@ -171,6 +182,20 @@ class LaunchProxy(LoggingConfigurable):
             # no new launches there until its health checks say it is back (and stay so: HealthMonitor.rise)
             self.monitor.failed(attempt.member, f"a launch failed there: {reason}")
         return phase
+
+
+async def refusal_event(response: httpx.Response) -> dict[str, Any]:
+    """The ``failed`` event of a member's 4xx answer (its body is one), or one saying the status."""
+    body = (await response.aread()).decode(errors="replace")
+    for line in body.splitlines():
+        if line.startswith("data:"):
+            try:
+                item = json.loads(line[5:])
+            except ValueError:
+                break
+            if isinstance(item, dict) and item.get("phase") == FAILED:
+                return item
+    return event(FAILED, f"The launch was refused (HTTP {response.status_code}).", status_code=response.status_code)
 
 
 __all__ = ["Attempt", "LaunchProxy", "LaunchResult"]

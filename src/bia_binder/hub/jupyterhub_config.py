@@ -45,6 +45,8 @@ c.JupyterHub.pid_file = str(data_dir / "jupyterhub.pid")
 c.JupyterHub.cleanup_servers = not settings.keep_sessions
 # session tokens never reach a log line, JupyterHub's included (see hub/logs.py)
 redact_logs(c)
+# ConfigurableHTTPProxy that gives a restarted proxy our "/" route back at once (see hub/proxy.py)
+c.JupyterHub.proxy_class = "bia_binder.hub.proxy.BinderProxy"
 c.ConfigurableHTTPProxy.command, proxy_environ = proxy_command(settings.proxy_command)
 os.environ.update(proxy_environ)  # the hub starts the proxy with its own environment
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
@@ -63,6 +65,9 @@ c.JupyterHub.services = [
         "command": [sys.executable, "-m", "bia_binder.service.app"],
         "environment": service_env,
         "display": False,
+        # JupyterHub's 10 s: the hub gives up on the service, and `up` with it, when a busy host takes longer
+        # to import it (seen at 30 s on a loaded 2-core machine)
+        "timeout": 120,
     }
 ]
 # the service's token reaches temporary users only: it creates them through our endpoint, born in their group

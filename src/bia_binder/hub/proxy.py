@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from jupyterhub.proxy import ConfigurableHTTPProxy
+
 MALFORMED_PATHS_FIX = Path(__file__).with_name("chp_malformed_paths.mjs")
 
 
@@ -28,3 +30,16 @@ def proxy_command(proxy_command: str) -> tuple[list[str], dict[str, str]]:
         return [proxy_command], {}
     executable = str(Path(shutil.which(proxy_command) or proxy_command).resolve())
     return [node, "--import", MALFORMED_PATHS_FIX.as_uri(), executable], {"BIA_BINDER_CHP_LIBRARY": library.as_uri()}
+
+
+class BinderProxy(ConfigurableHTTPProxy):
+    """configurable-http-proxy as JupyterHub runs it, plus: a proxy that died and was started again gets our
+    ``extra_routes`` back at once (the binder service at ``/``). JupyterHub's ``restore_routes`` re-adds the
+    hub, users and services only; ``/`` would wait for the next full route check (``last_activity_interval``,
+    5 minutes), and every launch until then would get the hub's 404."""
+
+    async def restore_routes(self) -> None:
+        await super().restore_routes()
+        for routespec, target in self.extra_routes.items():
+            await self.add_route(routespec, target, {})
+        self.log.info("Restored %d extra route(s) on the new proxy", len(self.extra_routes))

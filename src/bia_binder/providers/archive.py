@@ -17,16 +17,21 @@ from typing import Any, Callable, ClassVar
 
 from traitlets import Float, Int, Unicode
 
-from ..data._http import Client, DataAccessError, HTTPSettings, NotFoundError
-from ..studies import accessions, snapshot as snapshots
+from ..studies import accessions
 from ..studies.accessions import Pin, StudySpec
 from ..studies.environment import StudyEnvironment
-from ..studies.notebook import TEMPLATE_VERSION
 from .base import ProviderError, RepoProvider, ResolvedRepo, safe_slug
+
+# bia_binder.data (zarr, dask, numpy) and the notebook template are imported where they are used: the hub
+# imports every provider, and its start must not wait for the data stack (the service's start neither)
+MAX_IMAGES = 24  # = bia_binder.studies.snapshot.MAX_IMAGES
 
 
 def provider_error(error: Exception, what: str) -> ProviderError:
     """A data-library error as the launch's one-line reason and status (404, 403, 504, 502)."""
+    from ..data._http import DataAccessError, NotFoundError
+    from ..studies import snapshot as snapshots
+
     message = str(error).splitlines()[0] if str(error) else type(error).__name__
     if isinstance(error, snapshots.Unreleased):
         return ProviderError(f"{message}: only released studies can be launched", 403)
@@ -53,21 +58,24 @@ class ArchiveProvider(RepoProvider):
     )
     retries = Int(2, config=True, help="Times a failed or slow metadata request is retried (with backoff) before the launch fails.")
     backoff = Float(0.5, config=True, help="Seconds before the first retry; doubled for each next one.")
-    max_images = Int(snapshots.MAX_IMAGES, config=True, help="Images listed in a study's snapshot and notebook table (a larger study is capped, not refused).")
+    max_images = Int(MAX_IMAGES, config=True, help="Images listed in a study's snapshot and notebook table (a larger study is capped, not refused).")
 
     def study_spec(self) -> StudySpec:
         return accessions.parse(self.name, self.spec)
 
-    def client(self) -> Client:
+    def client(self) -> Any:
+        from ..data._http import Client, HTTPSettings
+
         return Client(HTTPSettings(timeout=float(self.timeout), retries=self.retries, backoff=self.backoff, max_connections=16))
 
-    def limits(self) -> snapshots.Limits:
-        return snapshots.Limits(max_images=self.max_images, images_per_dataset=min(self.max_images, snapshots.IMAGES_PER_DATASET))
-
     async def snapshot(self, spec: StudySpec) -> dict[str, Any]:
+        from ..data._http import DataAccessError
+        from ..studies import snapshot as snapshots
+
+        limits = snapshots.Limits(max_images=self.max_images, images_per_dataset=min(self.max_images, snapshots.IMAGES_PER_DATASET))
         client = self.client()
         try:
-            return await asyncio.to_thread(snapshots.take, spec, client, self.api_url or None, self.limits())
+            return await asyncio.to_thread(snapshots.take, spec, client, self.api_url or None, limits)
         except (DataAccessError, snapshots.Unreleased, ValueError, KeyError, TypeError) as e:
             raise provider_error(e, f"{self.archive} study {spec.path}") from None
         finally:
@@ -77,6 +85,9 @@ class ArchiveProvider(RepoProvider):
         return StudyEnvironment(parent=self).lock_hash()
 
     def pin_for(self, snapshot: dict[str, Any]) -> Pin:
+        from ..studies import snapshot as snapshots
+        from ..studies.notebook import TEMPLATE_VERSION
+
         return Pin(int(snapshot["version"]), snapshots.metadata_hash(snapshot)[:12], TEMPLATE_VERSION, self.lock_hash())
 
     def resolved(self, spec: StudySpec, pin: Pin, snapshot: dict[str, Any]) -> ResolvedRepo:

@@ -8,6 +8,7 @@ the same one the hub loads (``c.BinderService.*``, ``c.EnvBuilder.*``, ``c.GitHu
 from __future__ import annotations
 
 import asyncio
+import importlib
 import itertools
 import logging
 import os
@@ -28,7 +29,7 @@ from traitlets.config import Application, Config
 from .. import __version__
 from ..builder import ContainerBuilder, EnvBuilder
 from ..builder.kubernetes import container_builder
-from ..events import LaunchError
+from ..events import FAILED, LaunchError, event
 from ..environments import default as default_environment
 from ..hub.logs import LOGGING_CONFIG
 from ..sessions.admission import RESERVATION_PREFIX, Admission
@@ -135,10 +136,14 @@ class BinderService(Application):
         self.pool = Pool(self, parent=self)
         self.rate_limiter = RateLimiter(parent=self)
         self.bans = BanList(parent=self)
+        #: the event streams of launches under way (handlers.BuildHandler), ended with one event at a stop
+        self.launch_streams: set = set()
         self.instance_id = secrets.token_hex(8)
-        self._route_ok_until = 0.0
+        self._route_ok_until = self._hub_ok_until = 0.0
         self.admission = Admission(parent=self, sessions_dir=str(Path(self.data_dir) / "sessions"))
         self.session_disk_limit = ResourceProfiles(parent=self).anonymous_profile().disk_limit
+        if self.container_builder.engine == "kubernetes" and self.container_builds == "always":
+            self.session_disk_limit = 0  # sessions write to their nodes' disks (ephemeral-storage), not ours
         self._reservations = itertools.count()
         self.pipeline = LaunchPipeline(self)
 
@@ -167,7 +172,7 @@ class BinderService(Application):
         return info
 
     async def health_checks(self) -> list[dict[str, Any]]:
-        hub, route = await asyncio.gather(self.launcher.hub_status(), self.route_status())
+        hub, route = await asyncio.gather(self.hub_status(), self.route_status())
         free = shutil.disk_usage(self.data_dir).free
         checks = [
             {"service": "JupyterHub API", **hub},
@@ -182,6 +187,17 @@ class BinderService(Application):
         if self.container_builds != "never" and hasattr(self.container_builder, "health_checks"):
             checks.extend(await self.container_builder.health_checks())  # Kubernetes API and registry
         return checks
+
+    async def hub_status(self) -> dict[str, Any]:
+        """The hub's answer to our token; a success is remembered for a second (as BinderHub's health
+        handler caches its checks), so that a burst of polls does not become a burst of hub requests."""
+        now = asyncio.get_running_loop().time()
+        if self._hub_ok_until > now:
+            return {"ok": True, "status_code": 200}
+        status = await self.launcher.hub_status()
+        if status.get("ok"):
+            self._hub_ok_until = now + 1
+        return status
 
     async def route_status(self) -> dict[str, Any] | None:
         """Does the proxy send launches to this very process? A request for our probe path through the proxy
@@ -256,6 +272,9 @@ class BinderService(Application):
         prebuild = asyncio.ensure_future(self.prebuild()) if wanted else None
         if StudyEnvironment(parent=self).prebuild:
             self._study_prebuild = asyncio.ensure_future(self.prebuild_study_environment())
+        # study launches and searches read metadata with bia_binder.data: import it (zarr, dask: seconds on a
+        # busy host) now that the service answers, rather than in the first launch
+        self._data_import = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "bia_binder.studies.launch"))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -266,11 +285,18 @@ class BinderService(Application):
             asyncio.ensure_future(self.pool.run()),
         ]
         await stop.wait()
-        self.log.info("Stopping: %d build(s) under way", len(self.pipeline.builds))
+        self.log.info("Stopping: %d launch(es), %d build(s) under way", len(self.launch_streams), len(self.pipeline.builds))
         server.stop()
+        await self.end_launch_streams()
         for task in [*background, *([prebuild] if prebuild is not None else [])]:
             task.cancel()
         await self.end_work_under_way()
+
+    async def end_launch_streams(self) -> None:
+        """Every launch under way ends with one `failed` event, not a cut stream (a client would wait, or
+        report that the stream ended without a reason)."""
+        last = event(FAILED, "The service is restarting; launch again in a few seconds.", status_code=503)
+        await asyncio.gather(*(stream.end_with(last) for stream in list(self.launch_streams)), return_exceptions=True)
 
     async def end_work_under_way(self) -> None:
         """Cancel builds (their sandboxes end with them; half-built environments are never published) and

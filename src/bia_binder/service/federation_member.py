@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import time
 from typing import Any
 
 from tornado import web
@@ -66,13 +67,20 @@ async def holds(service, provider: str, ref: str) -> dict[str, Any]:
     return {"held": False, "building": any(key in service.pipeline.builds for key in keys)}
 
 
+#: seconds between two session counts from the hub for /health (a gateway polls often; every launch counts anew)
+LOAD_REFRESH_SECONDS = 5.0
+_counted_at: dict[int, float] = {}
+
+
 async def member_load(service) -> dict[str, Any]:
     """For ``/health``: what this member runs now and how much room it has left."""
     admission = service.admission
-    try:
-        admission.sync(await service.launcher.running_sessions())
-    except Exception:  # noqa: BLE001 - the hub check in /health reports an unreachable hub; keep the last count
-        pass
+    if time.monotonic() - _counted_at.get(id(service), 0.0) >= LOAD_REFRESH_SECONDS:
+        _counted_at[id(service)] = time.monotonic()
+        try:
+            admission.sync(await service.launcher.running_sessions())
+        except Exception:  # noqa: BLE001 - the hub check in /health reports an unreachable hub; keep the last count
+            pass
     sessions = admission.running()
     limit = admission.max_sessions
     return {

@@ -181,13 +181,44 @@ def study_query_of(handler: web.RequestHandler, provider: str, spec: str) -> dic
     return {"image": image} if image else {}
 
 
-class BuildHandler(BaseHandler):
-    """``/build/<provider>/<spec>``: the launch as Server-Sent Events."""
+class EventStreamHandler(BaseHandler):
+    """A Server-Sent Events stream: events, keepalives (``service.keepalive_interval``), a closed flag.
+
+    Shared by the service's ``/build`` and the federation gateway's, which keeps its own keepalives
+    going while a launch moves between members."""
+
+    _closed = False
 
     def set_default_headers(self) -> None:
         super().set_default_headers()
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
+
+    async def send_event(self, item: dict[str, Any]) -> None:
+        if self._closed:
+            return
+        try:
+            self.write(f"data: {json.dumps(item)}\n\n")
+            await self.flush()
+        except StreamClosedError:
+            self._closed = True
+
+    async def keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(self.service.keepalive_interval)
+            try:
+                self.write(":keepalive\n\n")
+                await self.flush()
+            except StreamClosedError:
+                self._closed = True
+                return
+
+    def on_connection_close(self) -> None:
+        self._closed = True
+
+
+class BuildHandler(EventStreamHandler):
+    """``/build/<provider>/<spec>``: the launch as Server-Sent Events."""
 
     async def get(self, provider: str, _unquoted_spec: str) -> None:
         spec = self.raw_spec(provider)
@@ -209,6 +240,7 @@ class BuildHandler(BaseHandler):
             raise Refused(e) from None  # a real 403/429 status (with Retry-After), and one failed event
         self._closed = False
         self.service.metrics.inprogress.inc()
+        self.service.launch_streams.add(self)
         keepalive = asyncio.ensure_future(self.keep_alive())
         try:
             request = LaunchRequest(
@@ -223,31 +255,16 @@ class BuildHandler(BaseHandler):
         finally:
             keepalive.cancel()
             self.service.metrics.inprogress.dec()
+            self.service.launch_streams.discard(self)
         if not self._closed:
             self.finish()
 
-    async def send_event(self, item: dict[str, Any]) -> None:
-        if getattr(self, "_closed", False):
-            return
-        try:
-            self.write(f"data: {json.dumps(item)}\n\n")
-            await self.flush()
-        except StreamClosedError:
+    async def end_with(self, item: dict[str, Any]) -> None:
+        """End this stream now with ``item`` (the service is stopping): its launch gets exactly one last event."""
+        await self.send_event(item)
+        if not self._closed:
             self._closed = True
-
-    async def keep_alive(self) -> None:
-        while True:
-            await asyncio.sleep(self.service.keepalive_interval)
-            try:
-                self.write(":keepalive\n\n")
-                await self.flush()
-            except StreamClosedError:
-                self._closed = True
-                return
-
-    def on_connection_close(self) -> None:
-        self._closed = True
-
+            self.finish()
 
 class HealthHandler(BaseHandler):
     async def get(self) -> None:

@@ -23,7 +23,6 @@ from ..builder.buildpacks.base import NeedsContainer
 from ..events import BUILT, FETCHING, LAUNCHING, READY, WAITING, LaunchError, event
 from ..providers import STUDY_PROVIDERS, get_provider
 from ..providers.base import ResolvedRepo
-from ..studies import launch as studies
 from ..studies.accessions import Pin
 from ..studies.store import StudyStore
 from .builds import BuildTracker, as_line, failure_from, log_event
@@ -89,6 +88,8 @@ class LaunchPipeline:
 
     async def _study(self, request: LaunchRequest, emit: Emit) -> tuple[ResolvedRepo, Built, dict[str, str]]:
         """A study: its generated files in the store, the one study environment (prebuilt: normally cached)."""
+        from ..studies import launch as studies  # the data stack (zarr, dask): not needed to start the service
+
         provider = get_provider(request.provider, request.spec, parent=self.service)
         store = StudyStore(studies.studies_dir(self.service.data_dir))
         study = await studies.prepare(provider, store, request.query.get("image", ""), request.launch_host, emit)
@@ -96,11 +97,13 @@ class LaunchPipeline:
         if cached is not None:
             built = await self._cached(cached, "environment", emit)
         else:
-            built = await self._shared_build(key, lambda publish: self._measured(self._build_study_environment(publish)), emit)
+            built = await self._shared_build(key, lambda publish: self._measured(self._build_study_environment(publish), publish), emit)
         return study.resolved, built, {"study": study.entry}
 
     async def _build_study_environment(self, publish: Publish) -> Environment:
-        return await studies.StudyEnvironment(parent=self.service).cached_or_built(
+        from ..studies.environment import StudyEnvironment
+
+        return await StudyEnvironment(parent=self.service).cached_or_built(
             self.service.builder, lambda line: publish(log_event(line)), self.service.scratch_dir, anonymous=True
         )
 

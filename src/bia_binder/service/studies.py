@@ -21,9 +21,6 @@ from tornado import web
 from traitlets import Int, Unicode
 from traitlets.config import LoggingConfigurable
 
-from ..data import biostudies
-from ..data._endpoints import s3_endpoint, to_http_url
-from ..data._http import DataAccessError
 from ..studies.accessions import BIA_ACCESSION
 from .handlers import BaseHandler
 
@@ -59,6 +56,8 @@ class StudySearch(LoggingConfigurable):
             return await self.search_bia(text, page, base_url)
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
             self.log.warning("BIA search failed (%s); falling back to BioStudies", e)
+        from ..data._http import DataAccessError  # the data stack only once a search needs it
+
         try:
             return await asyncio.to_thread(self.search_biostudies, text, page, base_url)
         except DataAccessError as e:
@@ -91,6 +90,8 @@ class StudySearch(LoggingConfigurable):
         })
         example = next((u for d in datasets for u in d.get("example_image_uri") or []), "")
         if example:
+            from ..data._endpoints import to_http_url
+
             self.remember(accession, to_http_url(example))
         return {
             "accession": accession,
@@ -104,6 +105,8 @@ class StudySearch(LoggingConfigurable):
         }
 
     def search_biostudies(self, text: str, page: int, base_url: str) -> dict[str, Any]:
+        from ..data import biostudies
+
         hits = list(biostudies.search(text, url=self.biostudies_url or None, collection=self.biostudies_collection or None,
                                       page_size=self.page_size, limit=self.page_size * page))[(page - 1) * self.page_size :]
         results = [
@@ -115,6 +118,8 @@ class StudySearch(LoggingConfigurable):
         return {"source": "biostudies", "total": len(results), "page": page, "results": results}
 
     def thumbnail_allowed(self, url: str) -> bool:
+        from ..data._endpoints import s3_endpoint
+
         allowed = urlsplit(self.s3_endpoint or s3_endpoint())
         parts = urlsplit(url)
         return (parts.scheme, parts.netloc) == (allowed.scheme, allowed.netloc) and not re.search(r"[\s\\]", url)

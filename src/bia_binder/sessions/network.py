@@ -211,6 +211,10 @@ def _run(argv: Sequence[str], what: str, stdin: str | None = None) -> None:
         raise NetworkError(f"{what}: {detail[-1] if detail else 'exit status ' + str(done.returncode)}")
 
 
+#: slirp4netns' API sockets (root's alone)
+SOCKET_DIR = Path("/run/bia-binder/slirp")
+
+
 @dataclass
 class Namespace:
     """One session's network namespace and its slirp4netns; ``destroy()`` leaves nothing behind."""
@@ -247,7 +251,9 @@ class Namespace:
 
     @property
     def api_socket(self) -> Path:
-        return self.state_dir / f"{self.name}.slirp.sock"
+        # beside /run/netns, not in the data dir: a Unix socket's path ends at 108 bytes, and a data dir
+        # below a long path would fail every launch (the name is unique per data dir and session)
+        return SOCKET_DIR / f"{self.name}.sock"
 
     def enter_argv(self, argv: list[str]) -> list[str]:
         """``argv`` run inside this namespace (nsenter execs it: no extra process stays)."""
@@ -258,6 +264,7 @@ class Namespace:
         """The namespace ``name``: the running one (a session prepared again after a hub restart keeps its
         network), or a new one with its rules and uplink; on any failure nothing is left."""
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        SOCKET_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
         namespace = cls(name=name, state_dir=state_dir)
         if namespace.path.exists() and namespace._leftover_slirp():
             return namespace

@@ -596,9 +596,8 @@ class BinderSpawner(LocalProcessSpawner):
 
     async def release_resources(self) -> None:
         """Unpin the environment, unmount the home, delete an anonymous disk: each at most once."""
-        key = self.environment_in_use.key if self.environment_in_use is not None else self.environment_key
-        if key:
-            self.builder.unpin(key, self.user.name)
+        # every pin of this user (one server per user): the key may be unknown to a hub restarted meanwhile
+        self.builder.unpin_everywhere(self.user.name)
         self.environment_in_use, self.environment_key = None, ""
         await self.release_home()
         if self.is_anonymous:
