@@ -409,6 +409,8 @@ class BinderSpawner(LocalProcessSpawner):
         env.update(session_dask_environment(cpus=profile.cpu_limit, memory=profile.mem_limit))
         if self.uses_models:
             env.update(model_environment(self.models_dir))
+            # numba (cellpose, stardist) caches compiled code beside its sources, which are read-only here
+            env["NUMBA_CACHE_DIR"] = str(self.home_inside / ".cache" / "numba")
         for key in BINDER_REQUEST_KEYS:
             if key in self.user_options:
                 env[key.upper() if key.startswith("binder") else f"BINDER_{key.upper()}"] = str(self.user_options[key])
