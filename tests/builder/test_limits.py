@@ -124,9 +124,10 @@ async def test_two_processes_building_one_key_build_it_once(tmp_path: Path) -> N
 
 async def test_kill_9_mid_build_leaves_nothing_to_pick_up(tmp_path: Path) -> None:
     """A builder killed with SIGKILL leaves only a temporary directory, which the next builder removes."""
-    hang_marker = tmp_path / "hang"
+    # the marker in the repository: a sandboxed build sees its checkout, not the host's /tmp
+    repo = repo_with_post_build(tmp_path / "repo", 'echo started\nif [ -e hang ]; then sleep 600; fi\n')
+    hang_marker = repo / "hang"
     hang_marker.touch()
-    repo = repo_with_post_build(tmp_path / "repo", f'echo started\nif [ -e "{hang_marker}" ]; then sleep 600; fi\n')
     data_dir = tmp_path / "data"
     proc = subprocess.Popen(
         [sys.executable, "-m", "bia_binder.cli", "build", str(repo), "--data-dir", str(data_dir), "--json"],
@@ -145,14 +146,29 @@ async def test_kill_9_mid_build_leaves_nothing_to_pick_up(tmp_path: Path) -> Non
         proc.wait()
     cache_dir = data_dir / "envs"
     assert [p.name for p in cache_dir.iterdir() if not p.name.startswith(".")] == []
-    assert len(list((cache_dir / ".tmp").iterdir())) == 1
+    leftovers = builds_of(proc.pid, cache_dir)
+    assert len(leftovers) == 1
 
     hang_marker.unlink()
-    builder = EnvBuilder(cache_dir=str(cache_dir))  # the CLI's default configuration, so the key matches
-    assert list((cache_dir / ".tmp").iterdir()) == [], "a new builder removes the dead one's leftovers"
+    from argparse import Namespace
+
+    from bia_binder.builder.cli import make_builder
+
+    builder = make_builder(Namespace(config=None, data_dir=str(data_dir)))  # the CLI's own: the key matches
+    assert not leftovers[0].exists(), "a new builder removes the dead one's leftovers"
     from bia_binder.builder.cli import directory_fingerprint
 
     key = builder.cache_key("local", directory_fingerprint(repo))
     assert builder.lookup(key) is None
     env = await builder.build(repo, key, lambda line: None)
     assert (env.bin_dir / "python").exists()
+
+
+def builds_of(pid: int, cache_dir: Path) -> list[Path]:
+    """Build directories of process ``pid``: in the cache's .tmp, or (sandboxed builds) in the build area
+    beside uv's cache (builder.BUILD_AREA_NAME)."""
+    from bia_binder.builder.builder import BUILD_AREA_NAME
+
+    uv_cache = Path(os.environ.get("UV_CACHE_DIR") or cache_dir / ".uv" / "cache")
+    areas = [cache_dir / ".tmp", uv_cache.parent / BUILD_AREA_NAME]
+    return [p for area in areas if area.is_dir() for p in area.iterdir() if f".{pid}." in p.name]
