@@ -103,4 +103,4 @@ def test_idr_launch_opens_its_notebook_in_the_session(study_stack):
     assert {"explore-idr-image-6001247.ipynb", "study.json"} <= names
     opened = httpx.get(ready["url"], headers=headers, timeout=30, follow_redirects=False)
     assert opened.status_code in (301, 302)
-    assert opened.headers["location"].endswith("/lab/tree/explore-idr-image-6001247.ipynb")
+    assert opened.headers["location"].split("?")[0].endswith("/lab/tree/explore-idr-image-6001247.ipynb")
