@@ -4,8 +4,11 @@ Also the same launch without a browser: the session holds the notebook and study
 
 from __future__ import annotations
 
-import os
 import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,9 +27,12 @@ LAUNCH_TIMEOUT_MS = 420_000  # a JupyterLab start on two shared cores
 def study_stack(archives, study_environment, tmp_path_factory):  # noqa: F811
     # the study environment the service prebuilds, already there (built once per test session, as the
     # notebook tests use it): the stack finds it cached, as a service that has run before does
-    data_dir = tmp_path_factory.mktemp("study-stack")
-    # relative: bubblewrap resolves bind sources below its old root, where an absolute link points elsewhere
-    (data_dir / "envs").symlink_to(os.path.relpath(study_environment.root.parent, data_dir))
+    # (a hardlinked copy: the environment is relocatable; a data dir outside /tmp, as `make run` uses)
+    cache = Path(__file__).resolve().parents[2] / ".cache"
+    cache.mkdir(exist_ok=True)
+    data_dir = Path(tempfile.mkdtemp(prefix="study-stack-", dir=cache))
+    (data_dir / "envs").mkdir()
+    subprocess.run(["cp", "-al", str(study_environment.root), str(data_dir / "envs" / study_environment.key)], check=True)
     config = "\n".join([
         f"c.BIAProvider.api_url = {archives.url + '/bia'!r}",
         f"c.IDRProvider.api_url = {archives.url + '/idr'!r}",
@@ -36,8 +42,11 @@ def study_stack(archives, study_environment, tmp_path_factory):  # noqa: F811
         "c.StudyEnvironment.prebuild = True",
         "",
     ])
-    with BinderStack(data_dir=data_dir, config=config, env=endpoint_environ(archives)) as stack:
-        yield stack
+    try:
+        with BinderStack(data_dir=data_dir, config=config, env=endpoint_environ(archives)) as stack:
+            yield stack
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -94,4 +103,4 @@ def test_idr_launch_opens_its_notebook_in_the_session(study_stack):
     assert {"explore-idr-image-6001247.ipynb", "study.json"} <= names
     opened = httpx.get(ready["url"], headers=headers, timeout=30, follow_redirects=False)
     assert opened.status_code in (301, 302)
-    assert opened.headers["location"].endswith("/lab/tree/explore-idr-image-6001247.ipynb")
+    assert opened.headers["location"].split("?")[0].endswith("/lab/tree/explore-idr-image-6001247.ipynb")

@@ -424,7 +424,8 @@ class BinderSpawner(LocalProcessSpawner):
         # the token is in the server's environment (JUPYTER_TOKEN), never in its arguments: `ps` shows those
         listen = self.sandbox_session.listen_address if self.sandbox_session is not None else "127.0.0.1"
         notebook = self.study_notebook()
-        opens = [f"--ServerApp.default_url=/lab/tree/{notebook}"] if notebook else []
+        # `jupyter lab` puts LabApp's default_url ('/lab') over ServerApp's: set both
+        opens = [f"--{app}.default_url=/lab/tree/{notebook}" for app in ("ServerApp", "LabApp")] if notebook else []
         return [
             *opens,
             *root_args,
