@@ -58,7 +58,15 @@ def test_no_file_the_build_can_read_holds_a_credential(stack, dumped):
     assert files, "the walk found nothing: the probe is broken"
     data_dir = str(stack.data_dir.resolve())
     # of the data directory, builds see only the shared resolutions (pinned package lists: no secret in them)
-    shown = [f for f in files if f.startswith(data_dir + "/") and not f.startswith(f"{data_dir}/envs/.resolutions/")]
+    # and their own build directory (where uv's cache shares its folder with other things, builds happen in
+    # the cache's .tmp instead of beside uv's cache): one directory, the environment being built
+    scratch = f"{data_dir}/envs/.tmp/"
+    own = {f[len(scratch):].split("/", 1)[0] for f in files if f.startswith(scratch)}
+    assert len(own) <= 1, f"the build sees other builds: {sorted(own)}"
+    shown = [
+        f for f in files
+        if f.startswith(data_dir + "/") and not f.startswith((f"{data_dir}/envs/.resolutions/", scratch))
+    ]  # fmt: skip
     assert shown == [], "the build sees the service's data directory"
     assert not [f for f in files if "jupyterhub.sqlite" in f or "/secrets/" in f or "cookie_secret" in f]
     secrets = secrets_of(stack)
