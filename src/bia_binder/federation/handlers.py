@@ -86,10 +86,7 @@ class GatewayBuildHandler(GatewayHandler, EventStreamHandler):
         if self.gateway.mode == "redirect":
             await self.redirect_to_member(provider, spec, "build", self.request.query)
             return
-        self.set_header("Content-Type", "text/event-stream")
-        if "text/event-stream" not in self.request.headers.get("Accept", ""):
-            self.set_status(400)
-            await self.send_event(event(FAILED, "This endpoint streams Server-Sent Events: send 'Accept: text/event-stream'.", status_code=400))
+        if not await self.open_stream():
             return
         try:
             study_query = study_query_of(self, provider, spec)

@@ -194,6 +194,15 @@ class EventStreamHandler(BaseHandler):
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
 
+    async def open_stream(self) -> bool:
+        """Start the event stream; a client that does not accept one gets a 400 with one failed event."""
+        self.set_header("Content-Type", "text/event-stream")
+        if "text/event-stream" in self.request.headers.get("Accept", ""):
+            return True
+        self.set_status(400)
+        await self.send_event(event(FAILED, "This endpoint streams Server-Sent Events: send 'Accept: text/event-stream'.", status_code=400))
+        return False
+
     async def send_event(self, item: dict[str, Any]) -> None:
         if self._closed:
             return
@@ -222,10 +231,7 @@ class BuildHandler(EventStreamHandler):
 
     async def get(self, provider: str, _unquoted_spec: str) -> None:
         spec = self.raw_spec(provider)
-        self.set_header("Content-Type", "text/event-stream")
-        if "text/event-stream" not in self.request.headers.get("Accept", ""):
-            self.set_status(400)
-            await self.send_event(event(FAILED, "This endpoint streams Server-Sent Events: send 'Accept: text/event-stream'.", status_code=400))
+        if not await self.open_stream():
             return
         try:
             study_query = study_query_of(self, provider, spec)
