@@ -18,7 +18,7 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from .. import __version__
-from ..events import LaunchError, event
+from ..events import LaunchError
 from ..providers import PROVIDERS, STUDY_PROVIDERS
 from ..service import launch_paths
 from ..service.builds import failure_from
