@@ -132,6 +132,31 @@ def print_dask_gateway_status(settings: UpSettings, operator_config: Config) -> 
     print(f"dask-gateway: {status}", flush=True)
 
 
+def refuse_unreachable_paths(settings: UpSettings, operator_config: Config) -> None:
+    """Stop `up` in one line when sessions would run under their own uid but without bubblewrap (which, as
+    root, shows any path), and a directory they must reach lies below one others cannot search (a checkout
+    under /root): every launch would fail otherwise."""
+    if settings.auth == "none" and not settings.unsafe_no_sandbox:
+        return  # anonymous launches are refused on such a host anyway: nothing would start a session
+    from .builder.builder import EnvBuilder
+    from .sessions.sandbox import LaunchError, Sandbox, check_reachable_by_others
+    from .sessions.spawner import DATA_LIBRARY_PATH
+
+    config = copy.deepcopy(operator_config)
+    config.Sandbox.state_dir = str(Path(settings.data_dir) / "sandbox")
+    sandbox = Sandbox(config=config)
+    if sandbox.privileged or not sandbox.capabilities.uid_separation.ok:
+        return  # bubblewrap shows every path; or sessions run as our own uid
+    needed = [Path(settings.data_dir), DATA_LIBRARY_PATH, Path(sys.executable)]
+    if uv_cache := os.environ.get("UV_CACHE_DIR") or EnvBuilder(config=operator_config).uv_cache_dir:
+        needed.append(Path(uv_cache))  # builds run as their own uid too
+    try:
+        check_reachable_by_others(*needed)
+    except LaunchError as e:
+        print(f"error: without bubblewrap ({sandbox.capabilities.sandbox.detail}), sessions run as their own uid and cannot reach what they need: {e} Or install bubblewrap.", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def free_leftovers(settings: UpSettings, operator_config: Config) -> None:
     """Before the hub starts: free what sessions that died while nothing watched them left (a crash, a
     reboot). Sessions still running are kept: the hub adopts them."""
@@ -183,6 +208,7 @@ def run_up(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     prepare_data_dir(Path(settings.data_dir))
     print_guarantees(settings, operator_config)
+    refuse_unreachable_paths(settings, operator_config)
     free_leftovers(settings, operator_config)
     print_dask_gateway_status(settings, operator_config)
     check_home_encryption(settings, operator_config)

@@ -446,7 +446,7 @@ class Sandbox(LoggingConfigurable):
             raise LaunchError(f"session home {home} does not exist; create it (with the repository copy) first", 500)
         if caps.uid_separation.ok:
             if not self.privileged:
-                _check_reachable_by_others(home, *readonly, *writable)
+                check_reachable_by_others(home, *readonly, *writable)
             uid, gpus = self.registry.allocate(name, profile.gpus, caps.gpus)
         else:
             uid, gpus = os.geteuid(), list(caps.gpus[: profile.gpus])
@@ -482,7 +482,7 @@ class Sandbox(LoggingConfigurable):
         if caps.uid_separation.ok:
             uid = self._checked_build_uid()
             if not self.privileged:
-                _check_reachable_by_others(workdir, *readonly, *writable)
+                check_reachable_by_others(workdir, *readonly, *writable)
         session = Session(
             sandbox=self,
             name=f"build:{name}",
@@ -642,7 +642,7 @@ def cgroup_name(session_name: str) -> str:
     return f"{_UNSAFE_IN_GROUP_NAME.sub('_', session_name)[:64].lstrip('.')}-{digest}"
 
 
-def _check_reachable_by_others(*paths: Path) -> None:
+def check_reachable_by_others(*paths: Path) -> None:
     """The sandbox opens bind sources as the session's uid: every ancestor must be world-searchable."""
     for path in paths:
         for ancestor in Path(path).resolve().parents:
