@@ -25,9 +25,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(600),
     pytest.mark.skipif(os.geteuid() != 0, reason="sessions are isolated only as root"),
-    # opt-in until they have passed on an idle machine: on the shared one, other deployments' sandboxes
-    # (same uid range and cgroup parent) killed these stacks' sessions
-    pytest.mark.skipif(not os.environ.get("BIA_BINDER_FAULT_TESTS"), reason="set BIA_BINDER_FAULT_TESTS=1"),
 ]
 
 BURST = 2  # launches under way at each fault (4 faults: 8 launches, plus one session that runs throughout)
