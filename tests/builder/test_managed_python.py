@@ -86,6 +86,25 @@ def test_pypy_from_the_mirror_where_allowed_then_reused_without_a_source(mirror:
     assert "no source of Python builds is configured (c.EnvBuilder.python_install_mirror" in info.value.message
 
 
+def test_environment_yml_asking_for_that_version_gets_it_too(mirror: PythonMirror, tmp_path: Path) -> None:
+    build = mirror.builds[0]
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "environment.yml").write_text(
+        f"dependencies:\n  - python={build.minor_version}\n  - pip\n  - pip:\n    - six\n"
+    )
+    builder = EnvBuilder(
+        cache_dir=str(tmp_path / "envs"),
+        session_packages=[], extra_packages={},
+        python_downloads_json_url=mirror.downloads_json_url, python_implementations=["cpython", "pypy"],
+    )  # fmt: skip
+    env = asyncio.run(builder.build(repo, "conda-k", lambda line: None))
+    assert env.buildpack == "conda"
+    assert reported(str(env.bin_dir / "python")) == ("PyPy", build.minor_version)
+    assert env.interpreter_dirs == [str((tmp_path / "envs" / ".pythons").resolve())]
+    assert (tmp_path / "envs" / ".pythons").resolve() in env.host_paths
+
+
 def bia_binder(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "bia_binder.cli", *args], capture_output=True, text=True, timeout=timeout)
 
