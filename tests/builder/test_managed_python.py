@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -101,8 +102,15 @@ def test_environment_yml_asking_for_that_version_gets_it_too(mirror: PythonMirro
     env = asyncio.run(builder.build(repo, "conda-k", lambda line: None))
     assert env.buildpack == "conda"
     assert reported(str(env.bin_dir / "python")) == ("PyPy", build.minor_version)
-    assert env.interpreter_dirs == [str((tmp_path / "envs" / ".pythons").resolve())]
-    assert (tmp_path / "envs" / ".pythons").resolve() in env.host_paths
+    install_dir = (tmp_path / "envs" / ".pythons").resolve()
+    assert env.interpreter_dirs == [str(install_dir)]
+    # what the hub's spawner shows a session of it: the environment and the managed Python, read-only
+    from bia_binder.builder.base import Environment
+    from bia_binder.sessions.spawner import BinderSpawner
+
+    spawner = BinderSpawner(user=SimpleNamespace(name="alice", url="/user/alice/"))
+    shown = spawner.readonly_paths(Environment.load(env.root))
+    assert env.root in shown and install_dir in shown
 
 
 def bia_binder(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
