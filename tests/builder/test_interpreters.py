@@ -63,3 +63,16 @@ def test_unknown_implementations_are_refused(tmp_path: Path) -> None:
 
     with pytest.raises(TraitError, match="python_implementations must list some of cpython, pypy, graalpy"):
         EnvBuilder(cache_dir=str(tmp_path / "envs"), python_implementations=["jython"])
+
+
+def test_a_source_that_fails_is_the_services_error_in_one_line(tmp_path: Path) -> None:
+    # a closed loopback port: uv cannot fetch the downloads list
+    builder = EnvBuilder(
+        cache_dir=str(tmp_path / "envs"), python=HOST_PYTHON, python_search_path=[],
+        python_downloads_json_url="http://127.0.0.1:9/downloads.json",
+    )  # fmt: skip
+    with pytest.raises(LaunchError) as info:
+        asyncio.run(builder.find_interpreter("3.99"))
+    assert info.value.status_code == 502
+    assert info.value.message.startswith("installing Python 3.99 (cpython) from the configured source failed: ")
+    assert "\n" not in info.value.message
