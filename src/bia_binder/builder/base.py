@@ -33,6 +33,15 @@ class Environment:
     buildpack: str = "python"
     #: environment variables a session of this environment gets (PATH handled by the spawner)
     env: dict[str, str] = field(default_factory=dict)
+    #: host directories holding the environment's base interpreter, which sandboxes must show read-only
+    #: (uv's managed Pythons; empty for the host's own interpreters, which /usr shows)
+    interpreter_dirs: list[str] = field(default_factory=list)
+
+    @property
+    def host_paths(self) -> list[Path]:
+        """What a sandboxed session of this environment must see of the host besides the system: the entry
+        itself and its interpreter's directories."""
+        return [self.root, *(Path(d) for d in self.interpreter_dirs)]
 
     @property
     def env_dir(self) -> Path:
@@ -90,7 +99,13 @@ class Environment:
     @classmethod
     def load(cls, root: Path) -> Environment:
         meta = json.loads((root / "environment.json").read_text())
-        return cls(key=meta["key"], root=root, buildpack=meta.get("buildpack", "python"), env=meta.get("env", {}))
+        return cls(
+            key=meta["key"],
+            root=root,
+            buildpack=meta.get("buildpack", "python"),
+            env=meta.get("env", {}),
+            interpreter_dirs=meta.get("interpreter_dirs", []),
+        )
 
 
 LogFn = Callable[[str], None]

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from traitlets import Bool, Dict, Float, Int, List, Unicode, default
+from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from .. import __version__
@@ -36,6 +36,7 @@ from .cache import EnvCache, own_disk_usage
 from .conda import CondaInstaller, CondaSettings
 from .environ import build_environ
 from .process import CommandLimitExceeded, CommandResult, run_streaming
+from .pythons import ManagedPythons, validate_implementations
 from .uv import ResolutionCache, UvInstaller
 
 #: bump when a change of the builder changes what an environment contains
@@ -130,6 +131,69 @@ class EnvBuilder(LoggingConfigurable):
         help="Directories searched for pythonX.Y when a repository asks for a version (runtime.txt, "
         "environment.yml, Pipfile). Default: the directories of $PATH.",
     )
+
+    python_install_dir = Unicode(
+        "",
+        config=True,
+        help="Where uv's managed Pythons (versions the host lacks) are installed, by the service itself, never "
+        "by a build; builds and sessions of an environment linked to one see it read-only "
+        "(empty: <cache_dir>/.pythons, in the service's data dir).",
+    )
+    python_downloads_json_url = Unicode(
+        config=True,
+        help="A list of Python builds to install from, in the JSON format of uv's own list (each with its url and "
+        "sha256; uv --python-downloads-json-url): e.g. a mirror the operator fills. Default: "
+        "$UV_PYTHON_DOWNLOADS_JSON_URL, else none. With none of this, python_install_mirror and "
+        "pypy_install_mirror set, a Python the host lacks is never downloaded: the build fails saying what is "
+        "available.",
+    )
+    python_install_mirror = Unicode(
+        config=True,
+        help="Base URL replacing python-build-standalone's GitHub releases in uv's built-in list of CPython builds "
+        "(uv's UV_PYTHON_INSTALL_MIRROR; 'https://github.com/astral-sh/python-build-standalone/releases/download' "
+        "is the upstream itself). Default: $UV_PYTHON_INSTALL_MIRROR, else none.",
+    )
+    pypy_install_mirror = Unicode(
+        config=True,
+        help="Base URL replacing downloads.python.org/pypy in uv's built-in list of PyPy builds (uv's "
+        "UV_PYPY_INSTALL_MIRROR). Default: $UV_PYPY_INSTALL_MIRROR, else none.",
+    )
+    python_implementations = List(
+        Unicode(),
+        ["cpython"],
+        config=True,
+        help="Implementations that may stand for a Python version a repository asks for, in order of preference, "
+        "when the host lacks it: 'python-3.9' in runtime.txt means CPython (as in repo2docker), so by default "
+        "only CPython is installed. Add 'pypy' (or 'graalpy') to accept that implementation where the source "
+        "has no CPython of that version; the build log says which one was used.",
+    )
+    pypy_only_binary = List(
+        Unicode(),
+        ["cryptography", "pydantic-core", "rpds-py", "orjson", "jiter"],
+        config=True,
+        help="Packages never built from source in environments of a non-CPython interpreter (uv --only-binary), so "
+        "that uv picks their newest release with a wheel for it: their sources need a Rust toolchain "
+        "(the notebook server needs cryptography, pydantic-core and rpds-py).",
+    )
+
+    @validate("python_implementations")
+    def _check_implementations(self, proposal) -> list[str]:
+        try:
+            return validate_implementations(proposal["value"])
+        except ValueError as e:
+            raise TraitError(str(e)) from None
+
+    @default("python_downloads_json_url")
+    def _default_downloads_json_url(self) -> str:
+        return os.environ.get("UV_PYTHON_DOWNLOADS_JSON_URL", "")
+
+    @default("python_install_mirror")
+    def _default_install_mirror(self) -> str:
+        return os.environ.get("UV_PYTHON_INSTALL_MIRROR", "")
+
+    @default("pypy_install_mirror")
+    def _default_pypy_mirror(self) -> str:
+        return os.environ.get("UV_PYPY_INSTALL_MIRROR", "")
 
     resolution_reuse_seconds = Float(
         600.0,
@@ -330,7 +394,7 @@ class EnvBuilder(LoggingConfigurable):
             raise needs_container(pack.needs)
         log(f"Using the {pack.name} buildpack (configuration in {repo.config_dir.relative_to(repo_dir) or '.'})\n")
         await asyncio.to_thread(self._check_common_files, repo, log)
-        interpreter = await self._interpreter_for(pack, repo)
+        interpreter = await self._interpreter_for(pack, repo, log)
         jail = await asyncio.to_thread(self._enter_build_sandbox, build_dir, repo_dir, interpreter, anonymous)
         try:
             return await self._install(build_dir, repo, pack, interpreter, key, log, jail, started)
@@ -365,7 +429,10 @@ class EnvBuilder(LoggingConfigurable):
         ctx = BuildContext(
             repo=repo,
             interpreter=interpreter,
-            uv=UvInstaller(self.uv_bin, env_dir, run, interpreter, self._resolutions(), scratch),
+            uv=UvInstaller(
+                self.uv_bin, env_dir, run, interpreter, self._resolutions(), scratch,
+                only_binary_unless_cpython=self.pypy_only_binary,
+            ),  # fmt: skip
             conda=CondaInstaller(conda_settings, env_dir, self.cache.entry_dir(key) / "env", log),
             session_packages=list(self.session_packages),
             scratch_dir=scratch,
@@ -391,7 +458,7 @@ class EnvBuilder(LoggingConfigurable):
         own_bytes = await asyncio.to_thread(own_disk_usage, build_dir)
         if reason := self._disk_limit_reason(own_bytes):
             raise CommandLimitExceeded(reason)
-        self._write_metadata(build_dir, key, pack, own_bytes, left_out)
+        self._write_metadata(build_dir, key, pack, own_bytes, left_out, self.interpreter_dirs(interpreter))
         env = self.cache.publish(build_dir, key)
         log(f"Built environment {key} in {time.monotonic() - started:.1f} s\n")
         return env
@@ -424,6 +491,7 @@ class EnvBuilder(LoggingConfigurable):
                 Path(self.data_library_path),
                 Path(self.uv_bin),
                 *[path for path in [Path(interpreter).resolve()] if path.exists()],
+                *[Path(path) for path in self.interpreter_dirs(interpreter)],
                 *[Path(path) for path in self.find_links if Path(path).is_dir()],
             ],
             # one mount for the cache and the build where they share a directory (see _build_area): hardlinks
@@ -485,31 +553,86 @@ class EnvBuilder(LoggingConfigurable):
                 raise needs_container(f"apt.txt (packages this host lacks: {', '.join(missing[:10])})")
             log("apt.txt: every package is already installed on this host\n")
 
-    async def _interpreter_for(self, pack: BuildPack, repo: RepoFiles) -> str:
+    async def _interpreter_for(self, pack: BuildPack, repo: RepoFiles, log: LogFn) -> str:
         wanted = pack.python_version(repo)
         if wanted is None:
             return self.python
-        return await asyncio.to_thread(self.find_interpreter, wanted)
+        return await self.find_interpreter(wanted, log)
 
-    def find_interpreter(self, version: str) -> str:
-        """An interpreter of Python ``version`` (X.Y): the default one if it matches, else the first on the search path."""
+    async def find_interpreter(self, version: str, log: LogFn = lambda line: None) -> str:
+        """An interpreter of Python ``version`` (X.Y): the host's (the default one if it matches, else the first
+        on the search path), else an installed managed one, else one installed from the configured source."""
+        if host := await asyncio.to_thread(self.host_interpreter, version):
+            return host
+        managed = self.managed_pythons()
+        if found := await asyncio.to_thread(managed.find, version):
+            log(f"Using the managed {found.implementation} {found.version} (this host has no Python {version})\n")
+            return found.path
+        if managed.source_configured and (installed := await managed.install(version, log)):
+            if installed.implementation != "cpython":
+                log(
+                    f"Note: Python {version} is {installed.implementation} {installed.version} here: the source has "
+                    "no CPython of that version (c.EnvBuilder.python_implementations allows it)\n"
+                )
+            return installed.path
+        raise LaunchError(await asyncio.to_thread(self._missing_python_reason, version, managed), 400)
+
+    def host_interpreter(self, version: str) -> str | None:
+        """The host's interpreter of Python ``version``: the default one if it matches, else the first on the search path."""
         candidates = [self.python, *(str(Path(d) / f"python{version}") for d in self.python_search_path)]
         for candidate in candidates:
             if self._runnable_by_builds(candidate) and _interpreter_version(candidate) == version:
                 return candidate
-        available = sorted(
+        return None
+
+    def host_versions(self) -> list[str]:
+        return sorted(
             {
                 v
                 for candidate in [self.python, *(str(p) for d in self.python_search_path for p in Path(d).glob("python3.*"))]
                 if self._runnable_by_builds(candidate) and (v := _interpreter_version(candidate))
             }
-            or {"none"}
         )
-        raise LaunchError(
-            f"the repository asks for Python {version}, which this host does not have (available: {', '.join(available)}): "
-            "ask for one of those in runtime.txt, or have the operator add it to c.EnvBuilder.python_search_path",
-            400,
+
+    def _missing_python_reason(self, version: str, managed: ManagedPythons) -> str:
+        available = ", ".join(self.host_versions()) or "none"
+        if installed := managed.describe_installed():
+            available += f"; installed from a mirror: {installed}"
+        if managed.source_configured:
+            where = (
+                f"and the configured source of Python builds has no {' or '.join(managed.implementations)} {version} "
+                "(c.EnvBuilder.python_implementations lists the implementations accepted)"
+            )
+        else:
+            where = (
+                "and no source of Python builds is configured (c.EnvBuilder.python_install_mirror, "
+                "pypy_install_mirror or python_downloads_json_url)"
+            )
+        return (
+            f"the repository asks for Python {version}, which this host does not have (available: {available}) {where}: "
+            "ask for one of those in runtime.txt, or have the operator configure a source or add an interpreter to "
+            "c.EnvBuilder.python_search_path"
         )
+
+    def managed_pythons(self) -> ManagedPythons:
+        return ManagedPythons(
+            uv_bin=self.uv_bin,
+            install_dir=self.effective_python_install_dir(),
+            environ=self._uv_environ(),
+            implementations=tuple(self.python_implementations),
+            downloads_json_url=self.python_downloads_json_url,
+            mirror=self.python_install_mirror,
+            pypy_mirror=self.pypy_install_mirror,
+        )
+
+    def interpreter_dirs(self, interpreter: str) -> list[str]:
+        """Host directories a sandbox must show for an environment of ``interpreter``: the managed Pythons'
+        directory when it is one of them (the whole directory: uv links versions to each other inside it)."""
+        managed = self.effective_python_install_dir()
+        return [str(managed)] if self.managed_pythons().owns(interpreter) else []
+
+    def effective_python_install_dir(self) -> Path:
+        return Path(self.python_install_dir).resolve() if self.python_install_dir else self.cache.root / ".pythons"
 
     def _runnable_by_builds(self, interpreter: str) -> bool:
         """Sandboxed builds (and sessions) run as other uids: an interpreter under a private home is no use."""
@@ -571,9 +694,16 @@ class EnvBuilder(LoggingConfigurable):
         )
 
     def _write_metadata(
-        self, build_dir: Path, key: str, pack: BuildPack, own_bytes: int, left_out: dict[str, str]
+        self,
+        build_dir: Path,
+        key: str,
+        pack: BuildPack,
+        own_bytes: int,
+        left_out: dict[str, str],
+        interpreter_dirs: list[str],
     ) -> None:
         meta = {
+            "interpreter_dirs": interpreter_dirs,
             "left_out": left_out,
             "key": key,
             "buildpack": pack.name,

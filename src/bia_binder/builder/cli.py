@@ -304,7 +304,7 @@ def _run_sandboxed(builder: EnvBuilder, env: Environment, argv: list[str], workd
             name=f"run-{os.getpid()}",
             home=workdir,
             profile=ResourceProfiles(parent=builder).anonymous_profile(),
-            readonly=[env.root, Path(builder.data_library_path)],
+            readonly=[*env.host_paths, Path(builder.data_library_path)],
             layers=[(env.env_dir, workdir / ".environment-layers" / env.key)],
         )
     except LaunchError as e:

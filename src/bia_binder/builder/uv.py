@@ -78,7 +78,14 @@ class UvInstaller:
     """Creates one environment and installs into it."""
 
     def __init__(
-        self, uv_bin: str, env_dir: Path, run: RunFn, interpreter: str, resolutions: ResolutionCache, scratch_dir: Path
+        self,
+        uv_bin: str,
+        env_dir: Path,
+        run: RunFn,
+        interpreter: str,
+        resolutions: ResolutionCache,
+        scratch_dir: Path,
+        only_binary_unless_cpython: Sequence[str] = (),
     ):
         self.uv_bin = uv_bin
         self.env_dir = env_dir
@@ -86,6 +93,24 @@ class UvInstaller:
         self.interpreter = interpreter
         self.resolutions = resolutions
         self.scratch_dir = scratch_dir
+        self.only_binary_unless_cpython = list(only_binary_unless_cpython)
+
+    @property
+    def implementation(self) -> str:
+        """The environment's Python implementation as its pyvenv.cfg names it (``CPython``, ``PyPy``)."""
+        try:
+            text = (self.env_dir / "pyvenv.cfg").read_text()
+        except OSError:
+            return "CPython"
+        match = re.search(r"^implementation\s*=\s*(\S+)", text, re.MULTILINE)
+        return match[1] if match else "CPython"
+
+    def _install_options(self) -> list[str]:
+        """Options of every ``uv pip install`` into this environment: packages other implementations must get as
+        wheels (uv then picks their newest release that has one) because their sources need a Rust toolchain."""
+        if self.implementation == "CPython" or not self.only_binary_unless_cpython:
+            return []
+        return ["--only-binary", ",".join(self.only_binary_unless_cpython)]
 
     @property
     def python(self) -> Path:
@@ -95,7 +120,8 @@ class UvInstaller:
         # relocatable: the environment is built under a temporary name and then renamed into the cache;
         # seeded: the environment has its own pip, so `pip install` in postBuild, a terminal or `%pip` in a
         # notebook installs into it (never into whatever pip the host has on PATH), and `pip list` shows it
-        argv = [self.uv_bin, "venv", "--relocatable", "--seed", "--python", interpreter, str(self.env_dir)]
+        # --no-project: the working directory's pyproject.toml (the service's own checkout) is no business of it
+        argv = [self.uv_bin, "venv", "--no-project", "--relocatable", "--seed", "--python", interpreter, str(self.env_dir)]
         result = await self.run(argv, None, {})
         if result.returncode:
             raise LaunchError(f"creating the environment failed: {explain_uv_failure(result.tail)}", 500)
@@ -110,7 +136,8 @@ class UvInstaller:
         key = self.resolutions.key(args, self.interpreter)
         if key and (pins := self.resolutions.get(key)) and await self._install_pinned_offline(pins, cwd):
             return None
-        result = await self.run([self.uv_bin, "pip", "install", "--python", str(self.python), *args], cwd, {})
+        argv = [self.uv_bin, "pip", "install", "--python", str(self.python), *self._install_options(), *args]
+        result = await self.run(argv, cwd, {})
         if result.returncode:
             return result
         if key:
@@ -127,7 +154,8 @@ class UvInstaller:
         if failed is None:
             return
         if requirements and server:
-            argv = [self.uv_bin, "pip", "install", "--dry-run", "--python", str(self.python), *requirements]
+            argv = [self.uv_bin, "pip", "install", "--dry-run", "--python", str(self.python), *self._install_options()]
+            argv += requirements
             alone = await self.run(argv, cwd, {})
             if not alone.returncode:
                 raise LaunchError(
@@ -172,7 +200,8 @@ class UvInstaller:
 
     @property
     def site_packages(self) -> Path:
-        return next(self.env_dir.glob("lib/python*/site-packages"))
+        # lib/python3.X/ for CPython, lib/pypy3.X/ for PyPy
+        return next(self.env_dir.glob("lib/*/site-packages"))
 
     def pin_installed(self, path: Path) -> Path:
         """Write the installed ``name==version`` pins to ``path`` (constraints for later installs)."""

@@ -191,7 +191,7 @@ class BinderSpawner(LocalProcessSpawner):
         return self.profiles.by_slug(choice.profile) if choice.profile else self.profiles.logged_in_profiles()[0]
 
     def readonly_paths(self, environment: Environment) -> list[Path]:
-        paths = [environment.root, DATA_LIBRARY_PATH]
+        paths = [*environment.host_paths, DATA_LIBRARY_PATH]
         if self.uses_models and Path(self.models_dir).is_dir():
             paths.append(Path(self.models_dir))
         # the rclone config lives in the data dir, which the sandbox hides
