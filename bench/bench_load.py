@@ -8,7 +8,7 @@
                on the idle stack, measured in the same run (median of 3).
     capacity   idle sessions launched two at a time until admission refuses (429): how many this host
                holds (c.Admission.max_sessions derived from free memory and disk), and at that point the
-               latency of /health, of a refused launch, and of a cell in the first session, next to the
+               latency of /health, of a refused launch, and of a cell (new kernel) in the first session, next to the
                same measured with a single session running (same run).
 
 Usage: python bench/bench_load.py [--scenario mixed|capacity|both] [--launches 100] [--repos 10]
@@ -117,8 +117,8 @@ def capacity(parallel: int = 2) -> None:
         if first["phase"] != "ready":
             raise RuntimeError(f"first launch failed: {first}")
         one_session = latencies(stack, first, spec)
-        one_session["launch"], _ = timed_launch(stack, spec)
-        running, refused, errors, launch_times = [first], None, [], []
+        one_session["launch"], events = timed_launch(stack, spec)
+        running, refused, errors, launch_times = [first, events[-1]], None, [], []
         started = time.perf_counter()
         while refused is None and time.perf_counter() - started < 3600:
             with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
@@ -144,7 +144,7 @@ def capacity(parallel: int = 2) -> None:
     print("| latency (median) | 1 session running | host full |")
     print("|---|---|---|")
     print(f"| /health | {one_session['health'] * 1000:.0f} ms | {full['health'] * 1000:.0f} ms |")
-    print(f"| a cell in a running session | {one_session['cell'] * 1000:.0f} ms | {full['cell'] * 1000:.0f} ms |")
+    print(f"| a cell in a running session (start a kernel, run, shut it down) | {one_session['cell'] * 1000:.0f} ms | {full['cell'] * 1000:.0f} ms |")
     print(f"| a launch (to ready / refused with 429) | {one_session['launch']:.1f} s | {full['launch']:.2f} s |")
     admission = next((c for c in memory.get("checks", []) if c.get("service") == "Admission"), None)
     if admission:
