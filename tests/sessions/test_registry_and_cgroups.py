@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from bia_binder.events import LaunchError
@@ -88,3 +92,23 @@ def test_v2_limits_are_written_in_the_kernels_v2_format(tmp_path):
     for parent in (tmp_path, tmp_path / "bia-binder"):
         assert set((parent / "cgroup.subtree_control").read_text().split()) == {"+memory", "+cpu", "+pids"}
     assert group.enter_argv(["cmd"])[-3:] == [str(session_dir / "cgroup.procs"), "--", "cmd"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="running a process as another uid needs root")
+def test_a_uid_running_a_process_is_never_handed_out(tmp_path):
+    """Another deployment on this host (its own registry, the same uid range) runs a session as a uid this
+    registry holds free: the next session here gets another uid."""
+    registry = SessionRegistry(tmp_path / "sessions.json", (20000, 20001))
+    wanted, _ = SessionRegistry(tmp_path / "probe.json", (20000, 20001)).allocate("alpha")  # where "alpha" lands
+    other = subprocess.Popen(["setpriv", f"--reuid={wanted}", f"--regid={wanted}", "--clear-groups", "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 10
+        while psutil.Process(other.pid).uids().real != wanted and time.monotonic() < deadline:
+            time.sleep(0.05)
+        uid, _ = registry.allocate("alpha")
+        assert uid != wanted and uid in (20000, 20001)
+    finally:
+        other.kill()
+        other.wait()
+    registry.release("alpha")
+    assert registry.allocate("alpha")[0] == wanted  # free again once nothing runs as it

@@ -152,7 +152,9 @@ class SessionRegistry:
             if name in sessions:
                 entry = sessions[name]
                 return entry["uid"], entry["gpus"]
-            taken = {entry["uid"] for entry in sessions.values()}
+            # another deployment on this host (its own registry, the same default uid_range) may run a
+            # session as a uid this registry holds free: a uid that runs anything is never handed out
+            taken = {entry["uid"] for entry in sessions.values()} | _uids_running_processes(*self.uid_range)
             uid = self._first_free_uid(name, taken)
             busy_gpus = {g for entry in sessions.values() for g in entry["gpus"]}
             free_gpus = [g for g in (gpus_available or []) if g not in busy_gpus]
@@ -185,6 +187,16 @@ class SessionRegistry:
         raise LaunchError(
             f"No free session uid left in {low}-{high}; stop some sessions or widen Sandbox.uid_range.", 503
         )
+
+
+def _uids_running_processes(low: int, high: int) -> set[int]:
+    """Real uids in ``low``..``high`` that own a process on this host now."""
+    uids = set()
+    for process in psutil.process_iter(["uids"]):
+        owner = process.info["uids"]
+        if owner is not None and low <= owner.real <= high:
+            uids.add(owner.real)
+    return uids
 
 
 def _gid_has_group(gid: int) -> bool:
