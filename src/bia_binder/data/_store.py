@@ -29,6 +29,10 @@ MISSING_STATUSES = frozenset({403, 404})
 # aiohttp sessions belong to the event loop that made them (zarr's sync API runs its own loop, a
 # notebook's ``await`` another): one session per loop, shared by every store so connections are reused
 _sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+#: how much of a response aiohttp buffers before it stops reading the socket. Its default (64 KiB)
+#: pauses and resumes every connection dozens of times per 2 MiB chunk; at 1 MiB a level of 2 MiB
+#: chunks read ~1.5x faster (``bench/bench_data.py``), and memory stays bounded by connections x 2 MiB
+READ_BUFFER_BYTES = 2**20
 
 
 def session_for_this_loop() -> aiohttp.ClientSession:
@@ -38,6 +42,7 @@ def session_for_this_loop() -> aiohttp.ClientSession:
         session = _sessions[loop] = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=HTTPSettings.from_env().max_connections),
             headers={"User-Agent": USER_AGENT},
+            read_bufsize=READ_BUFFER_BYTES,
         )
     return session
 
