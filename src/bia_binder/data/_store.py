@@ -70,6 +70,18 @@ def range_header(byte_range: ByteRequest | None) -> dict[str, str]:
     raise TypeError(f"unsupported byte range {byte_range!r}")
 
 
+def requested_part(body: bytes, byte_range: ByteRequest) -> bytes:
+    """The bytes ``byte_range`` asks for, cut from a whole object."""
+    match byte_range:
+        case RangeByteRequest(start, end):
+            return body[start:end]
+        case OffsetByteRequest(offset):
+            return body[offset:]
+        case SuffixByteRequest(suffix):
+            return body[-suffix:] if suffix else b""
+    raise TypeError(f"unsupported byte range {byte_range!r}")
+
+
 class HTTPStore(Store):
     """Keys are paths under ``base_url``; only ``get`` and ``exists`` are meaningful."""
 
@@ -139,6 +151,8 @@ class HTTPStore(Store):
             return None
         if status >= 400:
             raise DataAccessError(f"reading {self.url(key)}: HTTP {status}")
+        if byte_range is not None and status != 206:
+            body = requested_part(body, byte_range)  # a server that ignores Range sends the whole object
         if cached is not None:
             await asyncio.to_thread(_write_atomically, cached, body)
         return prototype.buffer.from_bytes(body)
