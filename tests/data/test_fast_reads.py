@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from bia_binder.data import _memory, open_ome_zarr
+from bia_binder.data import _loops, _memory, open_ome_zarr
 
 from . import stores
 
@@ -69,6 +69,39 @@ def test_a_level_larger_than_the_mapping_threshold_reads_exactly(plain_server):
     whole = level.compute()
     np.testing.assert_array_equal(whole, expected)
     assert not any(t.name == "bia-binder-map-pages" for t in threading.enumerate())
+    # read as slabs on several loops of our own, not on zarr's one
+    assert sum(t.name.startswith("bia-binder-read-") for t in threading.enumerate()) >= 3
+
+
+@pytest.mark.parametrize("loops", ["1", "3"])
+def test_the_number_of_read_loops_changes_nothing_but_speed(plain_server, monkeypatch, loops):
+    root, url = plain_server
+    expected = stores.image_data(size=96, z=5)
+    stores.write_image(root / "v05.zarr", expected, version="0.5", sharded=True, big_endian=False)
+    stores.write_image(root / "v04.zarr", expected, big_endian=True)
+    monkeypatch.setenv("BIA_BINDER_READ_LOOPS", loops)
+    for name in ("v04.zarr", "v05.zarr"):
+        whole = open_ome_zarr(f"{url}/{name}").levels[0].compute()
+        np.testing.assert_array_equal(whole, expected)
+        assert whole.dtype.isnative
+
+
+@pytest.mark.parametrize(
+    ("shape", "stored", "parts", "regions"),
+    [
+        # planes of chunks: split along z, whole chunks each, the last slab shorter
+        ((1, 8, 64, 64), (1, 1, 64, 64), 3, [(0, 3), (3, 6), (6, 8)]),
+        # one chunk along the first two axes: split along rows, the last chunk partial
+        ((1, 1, 100, 64), (1, 1, 32, 64), 4, [(0, 32), (32, 64), (64, 96), (96, 100)]),
+        # fewer chunks than loops: one slab each
+        ((2, 64), (1, 64), 4, [(0, 1), (1, 2)]),
+    ],
+)
+def test_slabs_tile_the_array_in_whole_chunks(shape, stored, parts, regions):
+    found = _loops.slabs(shape, stored, parts)
+    axis = next(i for i, (s, c) in enumerate(zip(shape, stored)) if -(-s // c) > 1)
+    assert [(r[axis].start, r[axis].stop) for r in found] == regions
+    assert all(r[i] == slice(None) for r in found for i in range(len(shape)) if i != axis)
 
 
 def test_mapping_pages_keeps_what_is_written_meanwhile():
