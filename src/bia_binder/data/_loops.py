@@ -6,7 +6,8 @@ one thread is the limit, and on a machine shared with other work it gets one thr
 the CPU however many requests are in flight (64 plain threads fetching raw chunks get 64 shares).
 Reading the level as a few slabs of whole chunks (or shards), each through zarr's async API on its
 own loop, spreads that work: measured with ``bench/bench_data.py`` (512 KiB chunks, 20 ms per
-request, a busy 2-core machine) 4 loops read 15-20 % faster than one.
+request, a busy 2-core machine, 7 interleaved runs) 4 loops read 14-17 % faster than one, at 512 KiB
+and 2 MiB chunks.
 
 Each loop keeps its own aiohttp session (``_store.session_for_this_loop``), so a read keeps up to
 ``READ_LOOPS`` x ``BIA_BINDER_HTTP_CONNECTIONS`` requests in flight. ``BIA_BINDER_READ_LOOPS=1``
