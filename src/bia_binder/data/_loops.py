@@ -5,7 +5,7 @@ response (aiohttp) and copies each chunk into the result. For a level of many sm
 one thread is the limit, and on a machine shared with other work it gets one thread's share of
 the CPU however many requests are in flight (64 plain threads fetching raw chunks get 64 shares).
 Reading the level as a few slabs of whole chunks (or shards), each through zarr's async API on its
-own loop, spreads that work: measured with ``bench/bench_data.py`` (512 KiB chunks, 20 ms per
+own loop, spreads that work: measured with ``bench/bench_data.py`` (20 ms per
 request, a busy 2-core machine, 7 interleaved runs) 4 loops read 14-17 % faster than one, at 512 KiB
 and 2 MiB chunks.
 
