@@ -1,6 +1,7 @@
 """Benchmark: read a whole OME-Zarr level over HTTP with added latency, bia_binder.data against
-ome-zarr-py's Reader and plain zarr + dask, and the server's ideal-concurrency ceiling; plus the
-time to a first thumbnail. Prints a table of medians; each method reads in its own process after
+ome-zarr-py's Reader and plain zarr + dask, and the ideal of fetching every chunk raw with 64
+plain threads; for chunks of 256 KiB, 512 KiB and 2 MiB (what studies really use), plus the time
+to a first thumbnail. Prints a table of medians per chunk size; each method reads in its own process after
 a discarded warm-up, rounds interleave the methods (see ``_measure.py``) in a new random order
 each round; thumbnails are cold.
 
@@ -9,8 +10,8 @@ host takes back freed pages within about a second, a method that runs right afte
 reader gets that reader's pages still mapped. In a fixed order the same method always profits
 (measured: whichever of the two bia_binder methods ran second was 0.1 s faster).
 
-    .venv/bin/python bench/bench_data.py                 # 256 MiB, 20 ms, 5 runs (~2 minutes)
-    .venv/bin/python bench/bench_data.py --size-mib 512 --latency-ms 50 --runs 5
+    .venv/bin/python bench/bench_data.py                 # 256 MiB, 20 ms, 5 runs, 3 chunk sizes (~8 minutes)
+    .venv/bin/python bench/bench_data.py --chunks 512K --size-mib 512 --latency-ms 50 --runs 5
 """
 
 from __future__ import annotations
@@ -29,9 +30,13 @@ import numpy as np
 import zarr
 
 BENCH = Path(__file__).resolve().parent
-CHUNK = 1024  # 1024 x 1024 uint16 = 2 MiB per chunk, typical of bioformats2raw output
+#: uint16 chunk shapes (rows, columns) by name: 2 MiB is bioformats2raw's default (1024²),
+#: 512 KiB and 256 KiB are what many studies' converters wrote
+CHUNKS = {"256K": (256, 512), "512K": (512, 512), "1M": (512, 1024), "2M": (1024, 1024), "4M": (1024, 2048)}
+IDEAL = "ideal_threads"
 METHODS = (
-    ("ideal", "loopback server, 128 requests in flight (raw chunks)"),
+    (IDEAL, "ideal: every chunk raw, 64 plain threads"),
+    ("ideal_async", "every chunk raw, aiohttp, 128 in flight"),
     ("bia_binder", "bia_binder.data open_ome_zarr(...).levels[0] (dask)"),
     ("bia_binder_zarr", "bia_binder.data open_ome_zarr(...).arrays[0][...]"),
     ("ome_zarr_py", "ome-zarr-py Reader node.data[0]"),
@@ -39,7 +44,7 @@ METHODS = (
 )
 
 
-def write_image(root: Path, size_mib: int) -> tuple[int, ...]:
+def write_image(root: Path, size_mib: int, chunk: tuple[int, int] = CHUNKS["2M"]) -> tuple[int, ...]:
     """An OME-Zarr 0.4 image (zarr v2, blosc-lz4) with a pyramid down to 512 px for thumbnails."""
     planes = max(1, size_mib * 2**20 // (4096 * 4096 * 2))
     shape = (1, planes, 4096, 4096)
@@ -50,7 +55,7 @@ def write_image(root: Path, size_mib: int) -> tuple[int, ...]:
         side = 4096 >> level
         array = group.create_array(
             str(level), shape=(1, planes, side, side), dtype="uint16",
-            chunks=(1, 1, min(CHUNK, side), min(CHUNK, side)),
+            chunks=(1, 1, min(chunk[0], side), min(chunk[1], side)),
             chunk_key_encoding={"name": "v2", "separator": "/"},
         )
         for z in range(planes):  # noisy data: compresses little, like real camera images
@@ -114,18 +119,14 @@ class Reader:
         self.process.wait(timeout=60)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size-mib", type=int, default=256, help="size of the level read (default 256)")
-    parser.add_argument("--latency-ms", type=float, default=20.0, help="latency added to every request (default 20)")
-    parser.add_argument("--runs", type=int, default=5, help="runs per method; the table shows medians (default 5)")
-    args = parser.parse_args()
-
+def measure(chunk_name: str, args: argparse.Namespace) -> dict[str, float]:
+    """Median seconds per method for one chunk size; prints its table."""
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
         started = time.perf_counter()
-        shape = write_image(Path(tmp) / "image.zarr", args.size_mib)
+        shape = write_image(Path(tmp) / "image.zarr", args.size_mib, CHUNKS[chunk_name])
         level_mib = math.prod(shape) * 2 / 2**20
-        print(f"level 0: {shape} uint16 = {level_mib:.0f} MiB in {CHUNK}x{CHUNK} chunks "
+        rows, columns = CHUNKS[chunk_name]
+        print(f"\n{chunk_name} chunks: level 0 {shape} uint16 = {level_mib:.0f} MiB in {rows}x{columns} chunks "
               f"(written in {time.perf_counter() - started:.1f} s); {args.latency_ms:g} ms per request; "
               f"median of {args.runs} runs", flush=True)
         server, url = start_server(Path(tmp), args.latency_ms)
@@ -140,20 +141,48 @@ def main() -> int:
             finally:
                 for reader in readers:
                     reader.close()
-            thumbnails = [cold("thumbnail", url) for _ in range(args.runs)]
-            imports = [cold("import", url) for _ in range(args.runs)]
+            medians = {name: statistics.median(values) for name, values in seconds.items()}
+            if args.thumbnails:
+                medians["thumbnail"] = statistics.median(cold("thumbnail", url) for _ in range(args.runs))
+                medians["import"] = statistics.median(cold("import", url) for _ in range(args.runs))
         finally:
             server.terminate()
             server.wait(timeout=10)
 
-    medians = {name: statistics.median(values) for name, values in seconds.items()}
-    print(f"\n{'method':<52} {'median s':>9} {'MiB/s':>8} {'% ideal':>8} {'x ome-zarr-py':>14}")
+    print(f"{'method':<52} {'median s':>9} {'MiB/s':>8} {'% ideal':>8} {'x ome-zarr-py':>14}")
     for name, label in METHODS:
         rate = level_mib / medians[name]
-        print(f"{label:<52} {medians[name]:>9.2f} {rate:>8.0f} {100 * medians['ideal'] / medians[name]:>7.0f}% "
-              f"{medians['ome_zarr_py'] / medians[name]:>13.1f}x")
-    print(f"{'first thumbnail (cold process, smallest level)':<52} {statistics.median(thumbnails):>9.2f}")
-    print(f"{'import bia_binder.data (cold process)':<52} {statistics.median(imports):>9.2f}")
+        print(f"{label:<52} {medians[name]:>9.2f} {rate:>8.0f} {100 * medians[IDEAL] / medians[name]:>7.0f}% "
+              f"{medians['ome_zarr_py'] / medians[name]:>13.1f}x", flush=True)
+    return medians
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=256, help="size of the level read (default 256)")
+    parser.add_argument("--latency-ms", type=float, default=20.0, help="latency added to every request (default 20)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per method; the table shows medians (default 5)")
+    parser.add_argument("--chunks", default="256K,512K,2M", help=f"chunk sizes, of {', '.join(CHUNKS)} (default 256K,512K,2M)")
+    args = parser.parse_args()
+    names = [name.strip() for name in args.chunks.split(",")]
+    unknown = [name for name in names if name not in CHUNKS]
+    if unknown:
+        parser.error(f"unknown chunk size {unknown[0]!r}; choose from {', '.join(CHUNKS)}")
+
+    results = {}
+    for index, name in enumerate(names):
+        args.thumbnails = index == len(names) - 1  # timed once, on the last image
+        results[name] = measure(name, args)
+
+    print(f"\nsummary ({args.size_mib} MiB level, {args.latency_ms:g} ms per request, median of {args.runs} runs):")
+    print(f"{'chunks':<8} {'ideal s':>8} {'dask s':>8} {'% ideal':>8} {'zarr s':>8} {'% ideal':>8} {'ome-zarr-py s':>14} {'dask x ozp':>11}")
+    for name, m in results.items():
+        print(f"{name:<8} {m[IDEAL]:>8.2f} {m['bia_binder']:>8.2f} {100 * m[IDEAL] / m['bia_binder']:>7.0f}% "
+              f"{m['bia_binder_zarr']:>8.2f} {100 * m[IDEAL] / m['bia_binder_zarr']:>7.0f}% {m['ome_zarr_py']:>14.2f} "
+              f"{m['ome_zarr_py'] / m['bia_binder']:>10.1f}x")
+    last = results[names[-1]]
+    print(f"{'first thumbnail (cold process, smallest level)':<52} {last['thumbnail']:>9.2f}")
+    print(f"{'import bia_binder.data (cold process)':<52} {last['import']:>9.2f}")
     return 0
 
 

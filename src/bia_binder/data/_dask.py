@@ -16,6 +16,11 @@ measured with ``bench/bench_data.py`` (2 MiB chunks, 20 ms per request):
   once on an in-process scheduler reads it with one concurrent zarr read into the array that is
   returned, and its blocks are views of that array. On a cluster the blocks are read by the
   workers as usual: one worker would otherwise need the memory of the whole level.
+- zarr copies each chunk into the result on its event loop thread, the thread that also keeps
+  every request going; the first touch of each page of a fresh result is what that copy waits
+  on. A whole-level read maps the result's pages in another thread meanwhile (``_memory.py``),
+  and reads its slabs on several event loops at once (``_loops.py``): one loop thread is what
+  limits a read of many small chunks, and on a busy machine it gets one thread's share of the CPU.
 
 Everything derived from a level (slices, reductions, arithmetic) is an ordinary dask array, and
 a slice reads only the chunks it needs.
@@ -39,6 +44,9 @@ from dask.base import get_scheduler
 from dask.core import flatten
 from dask.utils import parse_bytes
 from zarr.core.buffer import default_buffer_prototype
+
+from ._loops import read_in_slabs
+from ._memory import pages_mapped_meanwhile
 
 #: where the blocks of a whole-level read can be views of one array in this process's memory
 IN_PROCESS_SCHEDULERS = (dask.threaded.get, dask.local.get_sync)
@@ -81,7 +89,10 @@ class Pixels:
     def read_all(self) -> np.ndarray:
         """The whole array, swapped to native order while zarr copies each chunk in."""
         out = np.empty(self.shape, self.dtype)
-        self.array.get_basic_selection(Ellipsis, out=default_buffer_prototype().nd_buffer.from_numpy_array(out))
+        # zarr copies every chunk into ``out`` on its event loop thread: the first touch of each
+        # page would stall the requests in flight there, so the pages are mapped in another thread
+        with pages_mapped_meanwhile(out):
+            read_in_slabs(self.array, out)
         return out
 
 

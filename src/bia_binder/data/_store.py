@@ -29,6 +29,10 @@ MISSING_STATUSES = frozenset({403, 404})
 # aiohttp sessions belong to the event loop that made them (zarr's sync API runs its own loop, a
 # notebook's ``await`` another): one session per loop, shared by every store so connections are reused
 _sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+#: how much of a response aiohttp buffers before it stops reading the socket. Its default (64 KiB)
+#: pauses and resumes every connection dozens of times per 2 MiB chunk; at 1 MiB a level of 2 MiB
+#: chunks read ~1.5x faster (``bench/bench_data.py``), and memory stays bounded by connections x 2 MiB
+READ_BUFFER_BYTES = 2**20
 
 
 def session_for_this_loop() -> aiohttp.ClientSession:
@@ -38,6 +42,7 @@ def session_for_this_loop() -> aiohttp.ClientSession:
         session = _sessions[loop] = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=HTTPSettings.from_env().max_connections),
             headers={"User-Agent": USER_AGENT},
+            read_bufsize=READ_BUFFER_BYTES,
         )
     return session
 
@@ -62,6 +67,18 @@ def range_header(byte_range: ByteRequest | None) -> dict[str, str]:
             return {"Range": f"bytes={offset}-"}
         case SuffixByteRequest(suffix):
             return {"Range": f"bytes=-{suffix}"}
+    raise TypeError(f"unsupported byte range {byte_range!r}")
+
+
+def requested_part(body: bytes, byte_range: ByteRequest) -> bytes:
+    """The bytes ``byte_range`` asks for, cut from a whole object."""
+    match byte_range:
+        case RangeByteRequest(start, end):
+            return body[start:end]
+        case OffsetByteRequest(offset):
+            return body[offset:]
+        case SuffixByteRequest(suffix):
+            return body[-suffix:] if suffix else b""
     raise TypeError(f"unsupported byte range {byte_range!r}")
 
 
@@ -134,6 +151,8 @@ class HTTPStore(Store):
             return None
         if status >= 400:
             raise DataAccessError(f"reading {self.url(key)}: HTTP {status}")
+        if byte_range is not None and status != 206:
+            body = requested_part(body, byte_range)  # a server that ignores Range sends the whole object
         if cached is not None:
             await asyncio.to_thread(_write_atomically, cached, body)
         return prototype.buffer.from_bytes(body)
