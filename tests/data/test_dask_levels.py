@@ -137,7 +137,10 @@ def test_derived_arrays_read_block_by_block(endpoints, s3, expected, location):
     np.testing.assert_array_equal(projection, expected.max(axis=1))
     reads = chunk_reads(endpoints, before)
     assert len(set(reads)) == (96 if location == IDR_V04 else 8)
-    assert len(reads) == len(set(reads)) or location == IDR_V05  # shards: an index, then ranges
+    # blocks aligned with stored chunks read each chunk once; a block misaligned with them would read the
+    # chunks it shares with its neighbours again (half or more of them). A few repeats are the store's retries
+    # (a connection the loaded test server dropped), seen in 1 of 3 runs of tests/data on 2 busy cores.
+    assert len(reads) <= len(set(reads)) * 1.1 or location == IDR_V05  # shards: an index, then ranges
     # a region across block boundaries, arithmetic, index lists, and results computed together
     across = level[:, 1:3, 20:100, 60:70]
     doubled, plane, picked = dask.compute(across.astype(np.int32) * 2, level[1, 0], level[1, 0:3, 5:9, [3, 70, 71]])
