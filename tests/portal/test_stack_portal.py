@@ -291,10 +291,6 @@ def deep_learning_python(stack: BinderStack) -> Path:
 
 
 @pytest.mark.skipif(not EnvBuilder().find_links, reason="no local torch CPU wheels (c.EnvBuilder.find_links, /opt/wheels)")
-# known broken at the deadline: the environment builds and the session starts, but running cellpose in
-# the sandboxed session failed (first numba's cache in the read-only environment, fixed; the last run's
-# cause was not read in time). Not strict, so a fix shows up as XPASS.
-@pytest.mark.xfail(reason="cellpose in a sandboxed deep-learning session: see docs/portal.md, Known limits", strict=False)
 async def test_deep_learning_environment_runs_a_local_model(stack, models_dir):
     running = stack["stack"]
     started = time.monotonic()
