@@ -67,7 +67,8 @@ def open_to_sessions(root: str | Path) -> list[str]:
             os.chmod(path, (mode | bits) & 0o7777)
             changed.append(path)
 
-    open_one(str(root), 0o005)
+    root = os.path.realpath(root)  # a models_dir that is a symlink: its target is what the sandbox mounts
+    open_one(root, 0o005)
     for directory, dirnames, filenames in os.walk(root):
         for entry in dirnames:
             if not os.path.islink(path := os.path.join(directory, entry)):
