@@ -3,9 +3,11 @@ requirements.in, keys that follow the lock and postBuild, the spawn form's choic
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,6 +109,52 @@ def test_a_missing_model_says_in_one_line_where_to_put_it(tmp_path, monkeypatch)
     (tmp_path / "cellpose").mkdir()
     (tmp_path / "cellpose" / "cyto3").write_bytes(b"weights")
     assert models.weights("cellpose", "cyto3") == tmp_path / "cellpose" / "cyto3"
+
+
+def private_models_dir(root: Path) -> Path:
+    """A models directory as umask 077 leaves it (``mktemp -d``, pytest's tmp_path): nothing for other uids."""
+    (root / "cellpose").mkdir(parents=True, mode=0o700)
+    (root / "cellpose" / "tiny").write_bytes(b"weights")
+    (root / "cellpose" / "tiny").chmod(0o600)
+    root.chmod(0o700)
+    return root
+
+
+def weights_as_another_uid(models_dir: Path) -> subprocess.CompletedProcess:
+    """``models.weights`` as a session's uid sees it (root reads anything; a session does not). The process
+    gets ``models_dir`` as an open descriptor, as a session gets it as a bind mount: the permissions of
+    ``models_dir`` and below count, not those of the (private) directories above it."""
+    fd = os.open(models_dir, os.O_PATH | os.O_DIRECTORY)
+    code = "from bia_binder import models; print(models.weights('cellpose', 'tiny'))"
+    try:
+        return subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
+            env={"BIA_BINDER_MODELS_DIR": f"/proc/self/fd/{fd}", "PYTHONPATH": str(Path(models.__file__).parents[1])},
+            capture_output=True, text=True, timeout=60, pass_fds=(fd,),
+        )  # fmt: skip
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to act as another uid")
+def test_a_private_models_directory_is_opened_to_sessions_read_only(tmp_path):
+    root = private_models_dir(tmp_path / "models")
+    secret = tmp_path / "secret"
+    secret.write_text("not a model")
+    secret.chmod(0o600)
+    (root / "outside").symlink_to(secret)
+    refused = weights_as_another_uid(root)
+    assert refused.returncode != 0 and "not readable by this session" in refused.stderr
+    assert "cellpose/tiny" in refused.stderr.strip().splitlines()[-1]  # one line, naming the model
+
+    changed = models.open_to_sessions(root)
+    assert sorted(changed) == sorted(str(p) for p in (root, root / "cellpose", root / "cellpose" / "tiny"))
+    opened = weights_as_another_uid(root)
+    assert opened.returncode == 0 and opened.stdout.strip().endswith("/cellpose/tiny"), opened.stderr
+    assert (root / "cellpose" / "tiny").stat().st_mode & 0o777 == 0o604  # read only: no write, no execute
+    assert root.stat().st_mode & 0o777 == 0o705
+    assert secret.stat().st_mode & 0o777 == 0o600  # a symlink's target is never opened
+    assert models.open_to_sessions(root) == []  # a second start changes nothing
 
 
 def test_gpu_profiles_get_the_gpu_lock_and_deep_learning_sessions_the_models(tmp_path):

@@ -38,6 +38,7 @@ from jupyterhub.utils import random_port
 from ..builder import EnvBuilder
 from ..builder.base import Environment
 from ..events import LaunchError
+from ..models import open_to_sessions
 from ..providers import get_provider
 from ..environments import default as default_environment
 from ..portal.dask import session_dask_environment
@@ -111,6 +112,14 @@ class BinderSpawner(LocalProcessSpawner):
         config=True,
         help="Model weights the operator pre-fills (cellpose/, torch/, bioimageio/ below it), shown read-only to "
         "deep-learning sessions at the same path; sessions cannot download models.",
+    )
+    open_models_dir = Bool(
+        True,
+        config=True,
+        help="Whether the hub adds read permission for other users to models_dir and its files (never write) "
+        "before a deep-learning session starts. Sessions run as uids of their own and see models_dir through a "
+        "read-only bind mount that keeps the host's permissions: weights saved with umask 077 would be "
+        "unreadable to every session. Off: the operator keeps them readable (chmod -R a+rX).",
     )
     ready_poll_interval = Float(
         0.05,
@@ -199,6 +208,18 @@ class BinderSpawner(LocalProcessSpawner):
         if rclone_config and Path(rclone_config).is_file():
             paths.append(Path(rclone_config))
         return paths
+
+    def open_models_to_sessions(self) -> None:
+        """models_dir readable by the session's uid (see ``open_models_dir``); one log line when that changed it."""
+        if not Path(self.models_dir).is_dir():
+            return
+        changed = open_to_sessions(self.models_dir)
+        if changed:
+            self.log.info(
+                "Made %d entries of the models directory %s readable by sessions (c.BinderSpawner.open_models_dir)",
+                len(changed),
+                self.models_dir,
+            )
 
     def enter_sandbox(self, environment: Environment, profile: ResourceProfile) -> None:
         """Own uid, cgroup limits of the profile, bubblewrap, own network; refuses anonymous sessions where that fails."""
@@ -476,6 +497,8 @@ class BinderSpawner(LocalProcessSpawner):
         self.builder.pin(environment.key, self.user.name)
         try:
             self.enter_sandbox(environment, profile)
+            if self.uses_models and self.sandbox_session.separate_uid and self.open_models_dir:
+                await asyncio.to_thread(self.open_models_to_sessions)
             self.cmd = self.sandbox_session.wrap(environment.command(entry))
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             log_file = open(self.log_path, "ab")  # noqa: SIM115 (owned by the child)
