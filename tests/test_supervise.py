@@ -83,3 +83,46 @@ def test_a_hub_that_exits_by_itself_leaves_no_proxy_or_service_behind_and_spares
     finally:
         for process in children_named("--ServerApp.base_url=/user/binder-y/") + children_named("left-proxy"):
             process.kill()
+
+
+# a stand-in hub that starts a managed "service" and a "session", each in a session of its own (as
+# JupyterHub does), then waits to be killed; the second hub exits by itself
+SERVICE_STARTING_HUB = """
+import os, subprocess, sys, time
+sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
+api = {"JUPYTERHUB_API_URL": "http://127.0.0.1:%d/hub/api" % int(sys.argv[1])}
+if sys.argv[2] == "first":
+    subprocess.Popen(sleeper + ["svc-culler"], env={**os.environ, **api, "JUPYTERHUB_SERVICE_NAME": "idle-culler"}, start_new_session=True)
+    subprocess.Popen(sleeper + ["--ServerApp.base_url=/user/binder-z/"], env={**os.environ, **api, "JUPYTERHUB_USER": "binder-z"}, start_new_session=True)
+    time.sleep(120)
+sys.exit(1)
+"""
+
+
+def test_services_a_killed_hub_left_are_ended_before_it_starts_again_sessions_spared():
+    from bia_binder.up import end_orphaned_services
+
+    port = 47000 + os.getpid() % 1000
+    hubs: list[subprocess.Popen] = []
+
+    def start() -> subprocess.Popen:
+        which = "first" if not hubs else "second"
+        hubs.append(subprocess.Popen([sys.executable, "-c", SERVICE_STARTING_HUB, str(port), which], start_new_session=True))
+        return hubs[-1]
+
+    def kill_the_first_hub() -> None:
+        deadline = time.monotonic() + 30
+        while not (children_named("svc-culler") and children_named("--ServerApp.base_url=/user/binder-z/")):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        hubs[0].kill()
+
+    threading.Thread(target=kill_the_first_hub, daemon=True).start()
+    try:
+        status = supervise(start, on_hub_death=lambda: end_orphaned_services(f"http://127.0.0.1:{port}/"))
+        assert status == 1 and len(hubs) == 2  # restarted once after the kill, then its exit ended it
+        assert [p for p in children_named("svc-culler") if p.status() != psutil.STATUS_ZOMBIE] == []
+        assert len(children_named("--ServerApp.base_url=/user/binder-z/")) == 1, "the session runs on"
+    finally:
+        for process in children_named("svc-culler") + children_named("--ServerApp.base_url=/user/binder-z/"):
+            process.kill()

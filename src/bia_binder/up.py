@@ -217,7 +217,10 @@ def run_up(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "jupyterhub", "-f", str(HUB_CONFIG)]
     print(f"bia-binder: starting on {settings.public_url} (data in {settings.data_dir})", flush=True)
     # the hub in a session of its own: a Ctrl-C reaches only us, and we stop the hub once, in order
-    return supervise(lambda: subprocess.Popen(command, env=env, cwd=settings.data_dir, start_new_session=True))
+    return supervise(
+        lambda: subprocess.Popen(command, env=env, cwd=settings.data_dir, start_new_session=True),
+        on_hub_death=lambda: end_orphaned_services(f"http://127.0.0.1:{settings.hub_port}/"),  # hub_bind_url
+    )
 
 
 #: a hub that crashes more often than this within RESTART_WINDOW seconds is not restarted again
@@ -226,10 +229,15 @@ MAX_RESTARTS, RESTART_WINDOW = 5, 600.0
 STOP_TIMEOUT = 7.0
 
 
-def supervise(start: Callable[[], subprocess.Popen], stop_timeout: float = STOP_TIMEOUT) -> int:
+def supervise(
+    start: Callable[[], subprocess.Popen],
+    stop_timeout: float = STOP_TIMEOUT,
+    on_hub_death: Callable[[], None] = lambda: None,
+) -> int:
     """Run the hub; on SIGINT/SIGTERM stop it (SIGTERM once; what is left after ``stop_timeout`` seconds, or at
     a second signal, is killed, sessions excepted); start it again when a signal kills it without our asking
-    (``kill -9``, the OOM killer): sessions keep running, and the new hub adopts them."""
+    (``kill -9``, the OOM killer): sessions keep running, and the new hub adopts them. ``on_hub_death`` runs
+    whenever the hub has exited, before a restart or our return (to end what it left)."""
     hub = start()
     stop_requested: list[float] = []
     restarts: list[float] = []
@@ -257,6 +265,7 @@ def supervise(start: Callable[[], subprocess.Popen], stop_timeout: float = STOP_
         now = time.monotonic()
         restarts = [t for t in restarts if now - t < RESTART_WINDOW]
         # a signal killed it (kill -9, the OOM killer, a segfault); an error exit (bad config) is not retried
+        on_hub_death()
         if stop_requested or status >= 0 or len(restarts) >= MAX_RESTARTS:
             end_what_the_hub_left(hub.pid)
             return status
@@ -274,6 +283,35 @@ def is_session(process) -> bool:
         return any(arg.startswith("--ServerApp.base_url=/user/") for arg in process.cmdline())
     except Exception:  # noqa: BLE001 - gone, or not ours to read (psutil, OSError): not a session we know
         return False
+
+
+def end_orphaned_services(hub_url: str, grace: float = 2.0) -> None:
+    """End the managed services (idle culler, binder service, dask-gateway) a dead hub left behind.
+
+    JupyterHub starts each service in a session of its own, so neither the hub's process group nor its
+    (now gone) process tree reaches them once it is killed: they would run on, orphaned, beside the new
+    hub's. They are found by what JupyterHub gives every service in its environment: its name, and this
+    hub's API URL (the hub's port stays the same across restarts of one `up`). Sessions carry no service
+    name and are spared."""
+    import psutil
+
+    orphans = []
+    for process in psutil.process_iter(["environ"]):
+        environ = process.info["environ"] or {}
+        if environ.get("JUPYTERHUB_SERVICE_NAME") and environ.get("JUPYTERHUB_API_URL", "").startswith(hub_url):
+            orphans.append(process)
+    for process in orphans:
+        try:
+            process.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _gone, alive = psutil.wait_procs(orphans, timeout=grace)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=grace)
 
 
 def end_what_the_hub_left(pgid: int, grace: float = 2.0) -> None:

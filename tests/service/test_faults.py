@@ -99,13 +99,30 @@ def descendant(stack: BinderStack, *args: str) -> psutil.Process:
     raise LookupError(args)
 
 
+def services_of_this_hub(stack: BinderStack) -> list[str]:
+    """The names of the managed services (any process JupyterHub started as one) that talk to this stack's hub."""
+    hub = descendant(stack, "-m", "jupyterhub")
+    api_url = next(
+        e["JUPYTERHUB_API_URL"] for c in hub.children() if "JUPYTERHUB_SERVICE_NAME" in (e := c.environ())
+    )
+    names = []
+    for process in psutil.process_iter(["environ"]):
+        environ = process.info["environ"] or {}
+        if environ.get("JUPYTERHUB_SERVICE_NAME") and environ.get("JUPYTERHUB_API_URL") == api_url:
+            names.append(environ["JUPYTERHUB_SERVICE_NAME"])
+    return sorted(names)
+
+
 def test_kill_9_of_the_hub(stack):
+    services = services_of_this_hub(stack)
     outcomes = during_burst(stack, lambda: descendant(stack, "-m", "jupyterhub").kill())
     # the service ends its streams before it goes; the new hub replaces the proxy, which cuts the others
     assert set(outcomes) <= {"ready", "failed", "cut"}, outcomes
     assert answers_within(stack.running, stack.running["url"])
     healthy_again(stack)
     assert stack.launch(stack.spec)[-1]["phase"] == "ready"
+    # the dead hub's services (culler, binder service) were ended: one of each runs, the new hub's
+    assert services_of_this_hub(stack) == services, "services the killed hub started run on beside the new ones"
 
 
 def test_kill_9_of_the_proxy(stack):
