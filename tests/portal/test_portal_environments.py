@@ -125,15 +125,19 @@ def weights_as_another_uid(models_dir: Path) -> subprocess.CompletedProcess:
     gets ``models_dir`` as an open descriptor, as a session gets it as a bind mount: the permissions of
     ``models_dir`` and below count, not those of the (private) directories above it."""
     fd = os.open(models_dir, os.O_PATH | os.O_DIRECTORY)
+    # the library too, as a session gets it: a checkout below a private (0700) directory is reachable so only
+    # (bia_binder and its models module import nothing outside the standard library)
+    library = os.open(Path(models.__file__).parents[1], os.O_PATH | os.O_DIRECTORY)
     code = "from bia_binder import models; print(models.weights('cellpose', 'tiny'))"
     try:
         return subprocess.run(
             ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
-            env={"BIA_BINDER_MODELS_DIR": f"/proc/self/fd/{fd}", "PYTHONPATH": str(Path(models.__file__).parents[1])},
-            capture_output=True, text=True, timeout=60, pass_fds=(fd,),
+            env={"BIA_BINDER_MODELS_DIR": f"/proc/self/fd/{fd}", "PYTHONPATH": f"/proc/self/fd/{library}"},
+            capture_output=True, text=True, timeout=60, pass_fds=(fd, library),
         )  # fmt: skip
     finally:
         os.close(fd)
+        os.close(library)
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to act as another uid")

@@ -165,10 +165,11 @@ def test_anonymous_builds_are_refused_where_the_host_cannot_isolate_them(layout,
     assert refused.value.status_code == 503
 
     # a logged-in user's build still gets what the host can give: its own uid and limits; unsandboxed, that uid
-    # must reach uv's cache itself, which a checkout below a private (0700) directory does not allow
-    uv_cache = Path(builder.effective_uv_cache_dir() or "/")
-    if any(not (p.stat().st_mode & 0o001) for p in uv_cache.resolve().parents):
-        pytest.skip("uv's cache lies below a private directory: an unsandboxed build uid cannot reach it")
+    # must reach uv's cache and the data library itself, which a checkout below a private (0700) directory does
+    # not allow (`up` refuses to start there: tests/service/test_refusal.py)
+    for needed in (Path(builder.effective_uv_cache_dir() or "/"), Path(builder.data_library_path)):
+        if any(not (p.stat().st_mode & 0o001) for p in needed.resolve().parents):
+            pytest.skip(f"{needed} lies below a private directory: an unsandboxed build uid cannot reach it")
     env, _ = build(builder, repo, key="k2", anonymous=False)
     assert (env.repo_dir / "uid").read_text().strip() == str(BUILD_UID)
 
