@@ -264,8 +264,8 @@ def supervise(
             status = hub.wait()
         now = time.monotonic()
         restarts = [t for t in restarts if now - t < RESTART_WINDOW]
-        # a signal killed it (kill -9, the OOM killer, a segfault); an error exit (bad config) is not retried
         on_hub_death()
+        # a signal killed it (kill -9, the OOM killer, a segfault); an error exit (bad config) is not retried
         if stop_requested or status >= 0 or len(restarts) >= MAX_RESTARTS:
             end_what_the_hub_left(hub.pid)
             return status
