@@ -108,12 +108,18 @@ def load_operator_config(path: str) -> Config:
     return PyFileConfigLoader(file.name, str(file.parent)).load_config()
 
 
+def sandbox_probe_config(settings: UpSettings, operator_config: Config) -> Config:
+    """The operator's config with this data dir's sandbox state: what probing the host's sandbox needs."""
+    config = copy.deepcopy(operator_config)
+    config.Sandbox.state_dir = str(Path(settings.data_dir) / "sandbox")
+    return config
+
+
 def print_guarantees(settings: UpSettings, operator_config: Config) -> None:
     """Which isolation guarantees hold on this host (the same report as `bia-binder doctor`)."""
     from .sessions.doctor import guarantee_report
 
-    config = copy.deepcopy(operator_config)
-    config.Sandbox.state_dir = str(Path(settings.data_dir) / "sandbox")
+    config = sandbox_probe_config(settings, operator_config)
     report = guarantee_report(config, unsafe=settings.unsafe_no_sandbox)
     print(report.text(), flush=True)
 
@@ -142,8 +148,7 @@ def refuse_unreachable_paths(settings: UpSettings, operator_config: Config) -> N
     from .sessions.sandbox import LaunchError, Sandbox, check_reachable_by_others
     from .sessions.spawner import DATA_LIBRARY_PATH
 
-    config = copy.deepcopy(operator_config)
-    config.Sandbox.state_dir = str(Path(settings.data_dir) / "sandbox")
+    config = sandbox_probe_config(settings, operator_config)
     sandbox = Sandbox(config=config)
     if sandbox.privileged or not sandbox.capabilities.uid_separation.ok:
         return  # bubblewrap shows every path; or sessions run as our own uid
