@@ -152,8 +152,11 @@ def refuse_unreachable_paths(settings: UpSettings, operator_config: Config) -> N
     sandbox = Sandbox(config=config)
     if sandbox.privileged or not sandbox.capabilities.uid_separation.ok:
         return  # bubblewrap shows every path; or sessions run as our own uid
-    needed = [Path(settings.data_dir), DATA_LIBRARY_PATH, Path(sys.executable)]
-    if uv_cache := os.environ.get("UV_CACHE_DIR") or EnvBuilder(config=operator_config).uv_cache_dir:
+    builder = EnvBuilder(config=operator_config)
+    # the interpreter environments link to (builder.python), not ours: a pyenv under /root serves the
+    # service well, and sessions never run it
+    needed = [Path(settings.data_dir), DATA_LIBRARY_PATH, Path(builder.python)]
+    if uv_cache := os.environ.get("UV_CACHE_DIR") or builder.uv_cache_dir:
         needed.append(Path(uv_cache))  # builds run as their own uid too
     try:
         check_reachable_by_others(*needed)
