@@ -152,7 +152,8 @@ def refuse_unreachable_paths(settings: UpSettings, operator_config: Config) -> N
     sandbox = Sandbox(config=config)
     if sandbox.privileged or not sandbox.capabilities.uid_separation.ok:
         return  # bubblewrap shows every path; or sessions run as our own uid
-    builder = EnvBuilder(config=operator_config)
+    # on the service's own cache (made by prepare_data_dir): a builder on the default would make data/envs in the cwd
+    builder = EnvBuilder(config=operator_config, cache_dir=str(Path(settings.data_dir) / "envs"))
     # the interpreter environments link to (builder.python), not ours: a pyenv under /root serves the
     # service well, and sessions never run it
     needed = [Path(settings.data_dir), DATA_LIBRARY_PATH, Path(builder.python)]
