@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # under root's private home: sandboxed builds run as an unprivileged uid and must reach it.
 export UV_CACHE_DIR ?= $(CURDIR)/.cache/uv
 
-.PHONY: install system-deps run test test-fast bench clean locks
+.PHONY: install system-deps omero-wheels run test test-fast bench clean locks
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,12 @@ node_modules/.installed: package.json
 system-deps:
 	@bash scripts/system-deps.sh
 
-install: system-deps $(VENV)/.installed node_modules/.installed
+# zeroc-ice for OMERO: PyPI has no Python 3.11 wheel, so it is built once (a few minutes) into
+# .cache/wheels, where the builder finds it (scripts/build-omero-wheels.sh).
+omero-wheels: $(VENV)/.installed
+	@bash scripts/build-omero-wheels.sh
+
+install: system-deps $(VENV)/.installed node_modules/.installed omero-wheels
 
 run: install
 	PATH=$(CURDIR)/node_modules/.bin:$$PATH $(BIN)/bia-binder up --ip $(IP) --port $(PORT) $(ARGS)

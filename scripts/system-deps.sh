@@ -6,9 +6,11 @@
 # to the session's uid with it); fscrypt: encrypted homes.
 # The portal's languages (kernels in the default environment, docs/portal.md): r-base-core +
 # r-cran-irkernel (R), octave (Octave), default-jdk-headless (Kotlin kernel, ImageJ), imagej (ImageJ 1).
+# g++, patch, python3.11-dev, libbz2-dev, libssl-dev: build zeroc-ice for OMERO (scripts/build-omero-wheels.sh).
 set -u
 PKGS="bubblewrap chromium rclone e2fsprogs slirp4netns nftables iproute2 util-linux fscrypt"
 PKGS="$PKGS r-base-core r-cran-irkernel octave default-jdk-headless imagej"
+PKGS="$PKGS g++ patch python3.11-dev libbz2-dev libssl-dev"
 missing=""
 for p in $PKGS; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

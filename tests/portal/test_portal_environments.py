@@ -181,3 +181,31 @@ def test_gpu_profiles_get_the_gpu_lock_and_deep_learning_sessions_the_models(tmp
         "BIA_BINDER_MODELS_DIR": "/models", "CELLPOSE_LOCAL_MODELS_PATH": "/models/cellpose",
         "TORCH_HOME": "/models/torch", "BIOIMAGEIO_CACHE_PATH": "/models/bioimageio",
     }  # fmt: skip
+
+
+def test_the_default_lock_takes_omero_ice_from_the_checkout_wheel():
+    lock = (ENVIRONMENTS / "bioimage" / "requirements.txt").read_text()
+    assert re.search(r"^zeroc-ice==3\.6\.5 ", lock, re.M) and re.search(r"^omero-py==", lock, re.M)
+    assert re.search(r"^ezomero==", lock, re.M)
+
+
+async def test_a_lock_pinning_ice_without_its_wheel_fails_at_once_naming_the_make_target(tmp_path):
+    requirements = (ENVIRONMENTS / "bioimage" / "requirements.txt").read_text()
+    empty = tmp_path / "wheels"
+    empty.mkdir()
+    builder = EnvBuilder(cache_dir=str(tmp_path / "envs"), find_links=[str(empty)])
+    log: list[str] = []
+    with pytest.raises(LaunchError) as refused:
+        await portal_environments.cached_or_built(builder, requirements, log.append, str(tmp_path))
+    assert refused.value.status_code == 503
+    assert "zeroc-ice==3.6.5" in str(refused.value) and "make omero-wheels" in str(refused.value)
+    assert "\n" not in str(refused.value) and not any("Building" in line for line in log)  # nothing was built
+    assert not builder.lookup(portal_environments.environment_key(builder, requirements))
+
+
+def test_a_find_links_directory_holding_the_ice_wheel_lets_the_build_go_on(tmp_path):
+    (tmp_path / "zeroc_ice-3.6.5-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
+    builder = EnvBuilder(cache_dir=str(tmp_path / "envs"), find_links=[str(tmp_path)])
+    portal_environments.check_wheels_at_hand(builder, "zeroc-ice==3.6.5 # via omero-py\n")  # no error
+    with pytest.raises(LaunchError):
+        portal_environments.check_wheels_at_hand(builder, "zeroc-ice==3.6.4 # another version\n")

@@ -47,6 +47,8 @@ GiB = 1024**3
 DISK_CHECK_INTERVAL = 3.0
 #: sandboxed builds happen in this directory beside uv's cache (see EnvBuilder._build_area)
 BUILD_AREA_NAME = "bia-binder-builds"
+#: wheels a checkout builds for itself (`make omero-wheels`: zeroc-ice, which PyPI lacks for 3.11)
+CHECKOUT_WHEELS = Path(__file__).resolve().parents[3] / ".cache" / "wheels"
 
 
 def data_extra_requirements() -> list[str]:
@@ -113,12 +115,13 @@ class EnvBuilder(LoggingConfigurable):
         Unicode(),
         config=True,
         help="Directories of wheels uv may install besides the index (uv --find-links), shown read-only to "
-        "builds: e.g. torch's CPU wheels, which PyPI does not have. Default: /opt/wheels where it exists.",
+        "builds: e.g. torch's CPU wheels, which PyPI does not have. Default: /opt/wheels and the checkout's "
+        ".cache/wheels (OMERO's zeroc-ice, `make omero-wheels`), where they exist.",
     )
 
     @default("find_links")
     def _default_find_links(self) -> list[str]:
-        return [path for path in ("/opt/wheels",) if Path(path).is_dir()]
+        return [str(path) for path in (Path("/opt/wheels"), CHECKOUT_WHEELS) if path.is_dir()]
 
     python = Unicode(
         config=True,

@@ -4,7 +4,7 @@ Each lives in a directory of this package: ``requirements.in`` (what we ask for)
 (its lock, made by ``make locks``: the builder installs exactly these pins) and, for the default one, a
 ``postBuild`` that registers the kernels of the host's languages (R, Octave, Kotlin, Bash).
 
-- ``bioimage`` (the default): the bioimage stack, kernels for R, Octave, Kotlin and Bash, ImageJ from
+- ``bioimage`` (the default): the bioimage stack, kernels for R, Octave, Kotlin and Bash, OMERO, ImageJ from
   Python, ImJoy (off by default);
 - ``deeplearning``: PyTorch (CPU wheels), cellpose, bioimageio.core.
 
@@ -16,6 +16,7 @@ clusters in it).
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,27 @@ def read_post_build(requirements_path: str | Path) -> str:
     return script.read_text() if script.is_file() else ""
 
 
+#: pinned packages PyPI has no wheel of for our Python, and how an operator makes one (a find-links directory)
+LOCAL_WHEELS = {"zeroc-ice": "`make omero-wheels` (OMERO's Ice runtime)"}
+
+
+def check_wheels_at_hand(builder: EnvBuilder, requirements: str) -> None:
+    """Fail at once, naming the fix, when the lock pins a package whose wheel only a find-links
+    directory can hold and none holds it: uv would otherwise fall back to compiling its sdist
+    (zeroc-ice: a quarter of an hour of C++, then a compile error on Python 3.11)."""
+    for name, how in LOCAL_WHEELS.items():
+        pin = re.search(rf"^{re.escape(name)}==(\S+)", requirements, re.MULTILINE)
+        if not pin:
+            continue
+        wheel = f"{name.replace('-', '_')}-{pin.group(1)}-*.whl"
+        if not any(next(Path(directory).glob(wheel), None) for directory in builder.find_links):
+            raise LaunchError(
+                f"the default environment pins {name}=={pin.group(1)}, whose wheel is in no c.EnvBuilder.find_links "
+                f"directory ({', '.join(builder.find_links) or 'none configured'}): build it on the host with {how}",
+                503,
+            )
+
+
 def environment_key(builder: EnvBuilder, requirements: str, post_build: str = "") -> str:
     content = requirements if not post_build else f"{requirements}\0{POST_BUILD}\0{post_build}"
     return builder.cache_key("default", hashlib.sha256(content.encode()).hexdigest())
@@ -71,6 +93,7 @@ async def cached_or_built(
     """The environment of ``requirements`` (and ``post_build``), built now if no process has built it yet."""
 
     async def write_sources(source: Path) -> None:
+        check_wheels_at_hand(builder, requirements)
         (source / "requirements.txt").write_text(requirements)
         if post_build:
             (source / POST_BUILD).write_text(post_build)

@@ -116,7 +116,7 @@ def render_options_form(profiles: Sequence[ResourceProfile], languages: Sequence
 <fieldset>
   <legend>Environment</legend>
   <div class="radio"><label><input type="radio" name="environment" value="{DEFAULT_ENVIRONMENT}" checked>
-    Default bioimage environment (numpy, scikit-image, zarr, dask, ome-zarr, ImageJ from Python{kernels})</label></div>
+    Default bioimage environment (numpy, scikit-image, zarr, dask, ome-zarr, ImageJ from Python, OMERO{kernels})</label></div>
   <div class="radio"><label><input type="radio" name="environment" value="{DEEP_LEARNING_ENVIRONMENT}">
     Deep learning (PyTorch, cellpose, bioimageio.core; CUDA with a GPU profile)</label></div>
   <div class="radio"><label><input type="radio" name="environment" value="repository">
