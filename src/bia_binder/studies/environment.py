@@ -1,6 +1,6 @@
 """The one environment every study session runs in, built from a lock file kept in the repository.
 
-``environments/study/pylock.toml`` (PEP 751, made by ``make study-lock`` from ``requirements.in``:
+``environments/study/pylock.toml`` (PEP 751, made from ``requirements.in`` as docs/study.md says:
 the default bioimage environment plus what the starter notebook draws with). Its hash is part of
 every permanent link, and the environment's cache key is made from it: a new study never builds,
 it reuses the one environment, so its first launch costs about what a warm launch does.
@@ -19,6 +19,8 @@ from ..builder.base import Environment, LogFn
 from ..events import LaunchError
 
 LOCK_FILE = Path(__file__).resolve().parents[1] / "environments" / "study" / "pylock.toml"
+#: run after the lock is installed (compiles the bytecode once); part of the environment's key
+POST_BUILD = LOCK_FILE.with_name("postBuild")
 
 
 class StudyEnvironment(LoggingConfigurable):
@@ -47,13 +49,16 @@ class StudyEnvironment(LoggingConfigurable):
 
     @staticmethod
     def key(builder: EnvBuilder, lock_hash: str) -> str:
-        return builder.cache_key("study-environment", lock_hash)
+        post_build = hashlib.sha256(POST_BUILD.read_bytes()).hexdigest()[:12]
+        return builder.cache_key("study-environment", f"{lock_hash}-{post_build}")
 
     async def cached_or_built(self, builder: EnvBuilder, log: LogFn, scratch_dir: str = "", anonymous: bool = False) -> Environment:
         lock = self.lock_text()
 
         async def write_lock(source: Path) -> None:
             (source / "pylock.toml").write_text(lock)
+            (source / "postBuild").write_bytes(POST_BUILD.read_bytes())
+            (source / "postBuild").chmod(0o755)
 
         key = self.key(builder, hashlib.sha256(lock.encode()).hexdigest()[:12])
         return await builder.cached_or_built(key, write_lock, log, scratch_dir, anonymous=anonymous)
