@@ -8,7 +8,9 @@ UV=${UV:-.venv/bin/uv}
 PY=${PYTHON_VERSION:-3.11}
 TORCH_WHEELS=${TORCH_WHEELS:-/opt/wheels}
 # at a fixed path: the locks name it in their "via" comments, which must not change from run to run
+# (removed afterwards: the directory of uv's cache must hold nothing else, see EnvBuilder._build_area)
 mkdir -p .cache && session=.cache/session-packages.in
+trap 'rm -f "$session"' EXIT
 # the notebook server and the optional groups (data library, resource usage): a build adds both
 .venv/bin/python - > "$session" <<'PY'
 import tempfile
@@ -22,7 +24,7 @@ for dir in src/bia_binder/environments/*; do
   links=()
   grep -q '^torch' "$dir/requirements.in" && links+=(--find-links "$TORCH_WHEELS")
   # OMERO's zeroc-ice: the wheel `make omero-wheels` builds (PyPI has none for 3.11)
-  grep -q '^omero-py' "$dir/requirements.in" && links+=(--find-links .cache/wheels)
+  grep -q '^omero-py' "$dir/requirements.in" && links+=(--find-links .wheels)
   echo "locking $dir"
   "$UV" pip compile -q --python-version "$PY" --no-header --annotation-style line "${links[@]}" \
     "$dir/requirements.in" "$session" -o "$dir/requirements.txt"

@@ -26,7 +26,7 @@ def compile_in_parallel(self, sources, output_dir=None, macros=None, include_dir
         source, ext = build[obj]
         self._compile(obj, source, ext, cc_args, extra_postargs, pp_opts)
 
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:  # the cores this process may use
         list(pool.map(compile_one, [obj for obj in objects if obj in build]))
     return objects
 

@@ -203,7 +203,7 @@ async def test_a_lock_pinning_ice_without_its_wheel_fails_at_once_naming_the_mak
     assert not builder.lookup(portal_environments.environment_key(builder, requirements))
 
 
-def test_a_find_links_directory_holding_the_ice_wheel_lets_the_build_go_on(tmp_path):
+def test_a_find_links_directory_holding_the_ice_wheel_passes_the_check_for_that_version_only(tmp_path):
     (tmp_path / "zeroc_ice-3.6.5-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
     builder = EnvBuilder(cache_dir=str(tmp_path / "envs"), find_links=[str(tmp_path)])
     portal_environments.check_wheels_at_hand(builder, "zeroc-ice==3.6.5 # via omero-py\n")  # no error

@@ -307,7 +307,8 @@ def deep_learning_python(stack: BinderStack) -> Path:
 
 def torch_wheels_at_hand() -> bool:
     """A torch wheel in one of the builder's default find-links directories (PyPI's torch is CUDA's)."""
-    find_links = EnvBuilder(cache_dir=tempfile.mkdtemp(prefix="find-links-")).find_links
+    with tempfile.TemporaryDirectory(prefix="find-links-") as scratch:
+        find_links = EnvBuilder(cache_dir=scratch).find_links
     return any(next(Path(directory).glob("torch-*.whl"), None) for directory in find_links)
 
 

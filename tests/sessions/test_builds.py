@@ -199,3 +199,15 @@ def test_the_uv_cache_is_handed_to_the_build_uid_once(layout, sandboxes):
     assert (cache / "stale-root-entry").stat().st_uid == BUILD_UID
     assert any(p.stat().st_uid == BUILD_UID for p in cache.rglob("*six*"))
     assert os.stat(cache).st_uid == BUILD_UID
+
+
+def test_the_checkouts_uv_cache_has_a_directory_of_its_own():
+    # `make` puts uv's cache at .cache/uv; sandboxed builds hardlink from it only while .cache holds
+    # nothing else (EnvBuilder._build_area). OMERO's wheel in .cache/wheels once made every build copy.
+    from bia_binder.builder.builder import BUILD_AREA_NAME, CHECKOUT_WHEELS
+
+    checkout = Path(__file__).resolve().parents[2]
+    cache = checkout / ".cache"
+    if cache.is_dir():
+        assert set(os.listdir(cache)) <= {"uv", BUILD_AREA_NAME}
+    assert cache not in CHECKOUT_WHEELS.parents

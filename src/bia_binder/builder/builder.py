@@ -47,8 +47,9 @@ GiB = 1024**3
 DISK_CHECK_INTERVAL = 3.0
 #: sandboxed builds happen in this directory beside uv's cache (see EnvBuilder._build_area)
 BUILD_AREA_NAME = "bia-binder-builds"
-#: wheels a checkout builds for itself (`make omero-wheels`: zeroc-ice, which PyPI lacks for 3.11)
-CHECKOUT_WHEELS = Path(__file__).resolve().parents[3] / ".cache" / "wheels"
+#: wheels a checkout builds for itself (`make omero-wheels`: zeroc-ice, which PyPI lacks for 3.11). Not
+#: under .cache: the directory holding uv's cache must hold nothing else for builds to hardlink (_build_area)
+CHECKOUT_WHEELS = Path(__file__).resolve().parents[3] / ".wheels"
 
 
 def data_extra_requirements() -> list[str]:
@@ -116,7 +117,7 @@ class EnvBuilder(LoggingConfigurable):
         config=True,
         help="Directories of wheels uv may install besides the index (uv --find-links), shown read-only to "
         "builds: e.g. torch's CPU wheels, which PyPI does not have. Default: /opt/wheels and the checkout's "
-        ".cache/wheels (OMERO's zeroc-ice, `make omero-wheels`), where they exist.",
+        ".wheels (OMERO's zeroc-ice, `make omero-wheels`), where they exist.",
     )
 
     @default("find_links")

@@ -60,7 +60,7 @@ LOCAL_WHEELS = {"zeroc-ice": "`make omero-wheels` (OMERO's Ice runtime)"}
 def check_wheels_at_hand(builder: EnvBuilder, requirements: str) -> None:
     """Fail at once, naming the fix, when the lock pins a package whose wheel only a find-links
     directory can hold and none holds it: uv would otherwise fall back to compiling its sdist
-    (zeroc-ice: a quarter of an hour of C++, then a compile error on Python 3.11)."""
+    (zeroc-ice: minutes of C++, then a compile error on Python 3.11)."""
     for name, how in LOCAL_WHEELS.items():
         pin = re.search(rf"^{re.escape(name)}==(\S+)", requirements, re.MULTILINE)
         if not pin:
@@ -69,7 +69,8 @@ def check_wheels_at_hand(builder: EnvBuilder, requirements: str) -> None:
         if not any(next(Path(directory).glob(wheel), None) for directory in builder.find_links):
             raise LaunchError(
                 f"the default environment pins {name}=={pin.group(1)}, whose wheel is in no c.EnvBuilder.find_links "
-                f"directory ({', '.join(builder.find_links) or 'none configured'}): build it on the host with {how}",
+                f"directory ({', '.join(builder.find_links) or 'none configured'}): build it on the host with {how}, then "
+                "restart the service",
                 503,
             )
 

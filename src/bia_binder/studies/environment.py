@@ -19,7 +19,9 @@ from ..builder.base import Environment, LogFn
 from ..events import LaunchError
 
 LOCK_FILE = Path(__file__).resolve().parents[1] / "environments" / "study" / "pylock.toml"
-#: run after the lock is installed (compiles the bytecode once); part of the environment's key
+#: run after the lock is installed: compiles the bytecode once. Not part of the environment's key, which
+#: permanent links name through the lock's hash: bytecode changes how fast the environment starts, not
+#: what it holds, so an environment built before it keeps serving the links made with it
 POST_BUILD = LOCK_FILE.with_name("postBuild")
 
 
@@ -49,8 +51,7 @@ class StudyEnvironment(LoggingConfigurable):
 
     @staticmethod
     def key(builder: EnvBuilder, lock_hash: str) -> str:
-        post_build = hashlib.sha256(POST_BUILD.read_bytes()).hexdigest()[:12]
-        return builder.cache_key("study-environment", f"{lock_hash}-{post_build}")
+        return builder.cache_key("study-environment", lock_hash)
 
     async def cached_or_built(self, builder: EnvBuilder, log: LogFn, scratch_dir: str = "", anonymous: bool = False) -> Environment:
         lock = self.lock_text()
