@@ -29,8 +29,9 @@ from tests.stack import PROJECT_ROOT, BinderStack, read_events
 
 TOKEN = "federation-stack-token"
 #: data dirs live in the checkout, not under /tmp: sessions get a /tmp of their own, which would hide
-#: an environment published below the host's /tmp
-WORK_ROOT = PROJECT_ROOT / ".cache" / "federation-tests"
+#: an environment published below the host's /tmp; and not in .cache, whose uv cache must be alone there
+#: for builds to hardlink from it (EnvBuilder._build_area)
+WORK_ROOT = PROJECT_ROOT / ".test-cache" / "federation-tests"
 
 
 class _AlreadyRunning:
