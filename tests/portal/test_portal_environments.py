@@ -183,7 +183,7 @@ def test_gpu_profiles_get_the_gpu_lock_and_deep_learning_sessions_the_models(tmp
     }  # fmt: skip
 
 
-def test_the_default_lock_takes_omero_ice_from_the_checkout_wheel():
+def test_the_default_lock_pins_omero_and_its_ice_runtime():
     lock = (ENVIRONMENTS / "bioimage" / "requirements.txt").read_text()
     assert re.search(r"^zeroc-ice==3\.6\.5 ", lock, re.M) and re.search(r"^omero-py==", lock, re.M)
     assert re.search(r"^ezomero==", lock, re.M)
