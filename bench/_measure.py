@@ -69,6 +69,14 @@ def bia_binder(url: str, level: int) -> int:
     return open_ome_zarr(url).levels[level].compute().nbytes
 
 
+def bia_binder_no_threads(url: str, level: int) -> int:
+    """The same read with every request sent by zarr on aiohttp event loops (``BIA_BINDER_FETCH_THREADS=0``)."""
+    import os
+
+    os.environ["BIA_BINDER_FETCH_THREADS"] = "0"
+    return bia_binder(url, level)
+
+
 def bia_binder_zarr(url: str, level: int) -> int:
     """The same library's zarr arrays, read without dask."""
     from bia_binder.data import open_ome_zarr
@@ -103,7 +111,7 @@ def timed(read: Callable[[], int]) -> float:
     return time.perf_counter() - started
 
 
-READS = {f.__name__: f for f in (ideal_threads, ideal_async, bia_binder, bia_binder_zarr, ome_zarr_py, zarr_dask)}
+READS = {f.__name__: f for f in (ideal_threads, ideal_async, bia_binder, bia_binder_no_threads, bia_binder_zarr, ome_zarr_py, zarr_dask)}
 
 def serve(method: str, url: str) -> None:
     read = READS[method]

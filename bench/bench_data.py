@@ -38,6 +38,7 @@ METHODS = (
     (IDEAL, "ideal: every chunk raw, 64 plain threads"),
     ("ideal_async", "every chunk raw, aiohttp, 128 in flight"),
     ("bia_binder", "bia_binder.data open_ome_zarr(...).levels[0] (dask)"),
+    ("bia_binder_no_threads", "the same, BIA_BINDER_FETCH_THREADS=0 (aiohttp only)"),
     ("bia_binder_zarr", "bia_binder.data open_ome_zarr(...).arrays[0][...]"),
     ("ome_zarr_py", "ome-zarr-py Reader node.data[0]"),
     ("zarr_dask", "zarr.open_array + dask.array.from_zarr"),

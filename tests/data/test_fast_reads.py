@@ -4,10 +4,8 @@ background thread while zarr fills it, and that mapping on its own."""
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dask
@@ -18,27 +16,14 @@ import pytest
 from bia_binder.data import _loops, _memory, open_ome_zarr
 
 from . import stores
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
-        pass
+from .fileserver import serving
 
 
 @pytest.fixture
 def plain_server(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """Python's static file server: it answers every GET with the whole file, Range or not."""
-    root = tmp_path / "served"
-    root.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving(tmp_path / "served") as served:
+        yield served.root, served.url
 
 
 def test_a_server_that_ignores_range_still_gives_the_right_pixels(plain_server):
@@ -64,13 +49,15 @@ def test_a_level_larger_than_the_mapping_threshold_reads_exactly(plain_server):
     rng = np.random.default_rng(3)
     expected = rng.integers(0, 65535, size=(1, 3, 2048, 4096), dtype=np.uint16)
     assert expected.nbytes > _memory.MIN_BYTES  # so the pages are mapped in the background
-    stores.write_image(root / "big.zarr", expected, axes="czyx", levels=1, chunk=512, with_omero=False)
+    # sharded: zarr reads it (plain chunks are read on threads, ``test_threaded_read.py``)
+    stores.write_image(root / "big.zarr", expected, axes="czyx", version="0.5", levels=1, chunk=256, sharded=True,
+                       with_omero=False)
     level = open_ome_zarr(f"{url}/big.zarr").levels[0]
     whole = level.compute()
     np.testing.assert_array_equal(whole, expected)
     assert not any(t.name == "bia-binder-map-pages" for t in threading.enumerate())
-    # read as slabs on several loops of our own, not on zarr's one
-    assert sum(t.name.startswith("bia-binder-read-") for t in threading.enumerate()) >= 3
+    # read as slabs (4 rows of shards) on several loops of our own, not on zarr's one
+    assert sum(t.name.startswith("bia-binder-read-") for t in threading.enumerate()) >= 4
 
 
 @pytest.mark.parametrize("loops", ["1", "3"])

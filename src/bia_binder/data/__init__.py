@@ -11,7 +11,9 @@ Endpoints default to the public services; override per call (``url=``) or with
 ``BIA_BINDER_S3_ENDPOINT``. Every request is retried on 5xx and timeouts with backoff
 (``BIA_BINDER_HTTP_TIMEOUT`` seconds, ``BIA_BINDER_HTTP_RETRIES``, ``BIA_BINDER_HTTP_BACKOFF``,
 ``BIA_BINDER_HTTP_CONNECTIONS``), then fails with an error saying what was asked for. A whole
-level is read as slabs on ``BIA_BINDER_READ_LOOPS`` event loops at once (default 4).
+level of plain chunks is read by ``BIA_BINDER_FETCH_THREADS`` threads (default 64; 0 leaves it to
+zarr); other layouts (sharded, filtered) as slabs on ``BIA_BINDER_READ_LOOPS`` event loops at once
+(default 4).
 
 This package needs only the ``data`` extra (zarr, dask, httpx, aiohttp, numpy, tqdm), never
 the service's dependencies.

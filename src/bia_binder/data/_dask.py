@@ -16,11 +16,10 @@ measured with ``bench/bench_data.py`` (2 MiB chunks, 20 ms per request):
   once on an in-process scheduler reads it with one concurrent zarr read into the array that is
   returned, and its blocks are views of that array. On a cluster the blocks are read by the
   workers as usual: one worker would otherwise need the memory of the whole level.
-- zarr copies each chunk into the result on its event loop thread, the thread that also keeps
-  every request going; the first touch of each page of a fresh result is what that copy waits
-  on. A whole-level read maps the result's pages in another thread meanwhile (``_memory.py``),
-  and reads its slabs on several event loops at once (``_loops.py``): one loop thread is what
-  limits a read of many small chunks, and on a busy machine it gets one thread's share of the CPU.
+- The first touch of each page of a fresh result is slow on a VM: a whole-level read maps the
+  result's pages in another thread meanwhile (``_memory.py``). Plain chunks (one compressor, no
+  sharding) are then fetched, decoded and copied in by plain threads (``_threaded_read.py``);
+  anything else is read by zarr as slabs on several event loops at once (``_loops.py``).
 
 Everything derived from a level (slices, reductions, arithmetic) is an ordinary dask array, and
 a slice reads only the chunks it needs.
@@ -47,6 +46,7 @@ from zarr.core.buffer import default_buffer_prototype
 
 from ._loops import read_in_slabs
 from ._memory import pages_mapped_meanwhile
+from ._threaded_read import read_on_threads
 
 #: where the blocks of a whole-level read can be views of one array in this process's memory
 IN_PROCESS_SCHEDULERS = (dask.threaded.get, dask.local.get_sync)
@@ -89,10 +89,11 @@ class Pixels:
     def read_all(self) -> np.ndarray:
         """The whole array, swapped to native order while zarr copies each chunk in."""
         out = np.empty(self.shape, self.dtype)
-        # zarr copies every chunk into ``out`` on its event loop thread: the first touch of each
-        # page would stall the requests in flight there, so the pages are mapped in another thread
+        # the first touch of each page would stall whoever copies chunks in (the fetch threads, or
+        # zarr's event loops and the requests in flight there), so pages are mapped in another thread
         with pages_mapped_meanwhile(out):
-            read_in_slabs(self.array, out)
+            if not read_on_threads(self.array, out):
+                read_in_slabs(self.array, out)
         return out
 
 

@@ -1,5 +1,8 @@
 """Read a whole level as slabs on several event loops, each in its own thread.
 
+Levels of plain chunks are read on threads instead (``_threaded_read.py``); this is how zarr
+reads the rest (sharded, filtered, other codecs), and everything when ``BIA_BINDER_FETCH_THREADS=0``.
+
 zarr's sync API runs every read on one event loop thread: it sends each request, parses each
 response (aiohttp) and copies each chunk into the result. For a level of many small chunks that
 one thread is the limit, and on a machine shared with other work it gets one thread's share of

@@ -57,6 +57,15 @@ def _close_sessions() -> None:
     _sessions.clear()
 
 
+def is_missing(url: str, status: int) -> bool:
+    """Whether the object at ``url`` does not exist (zarr fills it in); any other error status raises."""
+    if status in MISSING_STATUSES or status == 416:  # 416: a range past the end of the object
+        return True
+    if status >= 400:
+        raise DataAccessError(f"reading {url}: HTTP {status}")
+    return False
+
+
 def range_header(byte_range: ByteRequest | None) -> dict[str, str]:
     match byte_range:
         case None:
@@ -144,13 +153,10 @@ class HTTPStore(Store):
             if _missing_marker(cached).exists():
                 return None
         status, body = await self._fetch(self.url(key), range_header(byte_range))
-        # 416: a range past the end of the object
-        if status in MISSING_STATUSES or status == 416:
+        if is_missing(self.url(key), status):
             if cached is not None:  # archived data is immutable: what is missing stays missing
                 await asyncio.to_thread(_write_atomically, _missing_marker(cached), b"")
             return None
-        if status >= 400:
-            raise DataAccessError(f"reading {self.url(key)}: HTTP {status}")
         if byte_range is not None and status != 206:
             body = requested_part(body, byte_range)  # a server that ignores Range sends the whole object
         if cached is not None:
