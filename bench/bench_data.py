@@ -36,6 +36,7 @@ CHUNKS = {"256K": (256, 512), "512K": (512, 512), "1M": (512, 1024), "2M": (1024
 IDEAL = "ideal_threads"
 METHODS = (
     (IDEAL, "ideal: every chunk raw, 64 plain threads"),
+    ("ideal_into_array", "the same, each body copied into one fresh array"),
     ("ideal_async", "every chunk raw, aiohttp, 128 in flight"),
     ("bia_binder", "bia_binder.data open_ome_zarr(...).levels[0] (dask)"),
     ("bia_binder_no_threads", "the same, BIA_BINDER_FETCH_THREADS=0 (aiohttp only)"),
@@ -132,8 +133,8 @@ def measure(chunk_name: str, args: argparse.Namespace) -> dict[str, float]:
               f"median of {args.runs} runs", flush=True)
         server, url = start_server(Path(tmp), args.latency_ms)
         try:
-            readers = [Reader(name, url) for name, _ in METHODS]
-            seconds: dict[str, list[float]] = {name: [] for name, _ in METHODS}
+            readers = [Reader(name, url) for name in args.methods]
+            seconds: dict[str, list[float]] = {name: [] for name in args.methods}
             order = random.Random(0)
             try:
                 for _ in range(args.runs):
@@ -151,10 +152,12 @@ def measure(chunk_name: str, args: argparse.Namespace) -> dict[str, float]:
             server.wait(timeout=10)
 
     print(f"{'method':<52} {'median s':>9} {'MiB/s':>8} {'% ideal':>8} {'x ome-zarr-py':>14}")
+    baseline = medians.get("ome_zarr_py", math.nan)
     for name, label in METHODS:
-        rate = level_mib / medians[name]
-        print(f"{label:<52} {medians[name]:>9.2f} {rate:>8.0f} {100 * medians[IDEAL] / medians[name]:>7.0f}% "
-              f"{medians['ome_zarr_py'] / medians[name]:>13.1f}x", flush=True)
+        if name in medians:
+            rate = level_mib / medians[name]
+            print(f"{label:<52} {medians[name]:>9.2f} {rate:>8.0f} {100 * medians[IDEAL] / medians[name]:>7.0f}% "
+                  f"{baseline / medians[name]:>13.1f}x", flush=True)
     return medians
 
 
@@ -164,7 +167,13 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=20.0, help="latency added to every request (default 20)")
     parser.add_argument("--runs", type=int, default=5, help="runs per method; the table shows medians (default 5)")
     parser.add_argument("--chunks", default="256K,512K,2M", help=f"chunk sizes, of {', '.join(CHUNKS)} (default 256K,512K,2M)")
+    parser.add_argument("--methods", default=",".join(name for name, _ in METHODS),
+                        help="methods to time (default all; the ideal is always timed)")
     args = parser.parse_args()
+    known = [name for name, _ in METHODS]
+    args.methods = [IDEAL] + [m.strip() for m in args.methods.split(",") if m.strip() and m.strip() != IDEAL]
+    if not set(args.methods) <= set(known):
+        parser.error(f"unknown method {sorted(set(args.methods) - set(known))[0]!r}; choose from {', '.join(known)}")
     names = [name.strip() for name in args.chunks.split(",")]
     unknown = [name for name in names if name not in CHUNKS]
     if unknown:
@@ -172,18 +181,22 @@ def main() -> int:
 
     results = {}
     for index, name in enumerate(names):
-        args.thumbnails = index == len(names) - 1  # timed once, on the last image
+        args.thumbnails = index == len(names) - 1 and args.methods == known  # timed once, on the last image
         results[name] = measure(name, args)
 
     print(f"\nsummary ({args.size_mib} MiB level, {args.latency_ms:g} ms per request, median of {args.runs} runs):")
-    print(f"{'chunks':<8} {'ideal s':>8} {'dask s':>8} {'% ideal':>8} {'zarr s':>8} {'% ideal':>8} {'ome-zarr-py s':>14} {'dask x ozp':>11}")
-    for name, m in results.items():
-        print(f"{name:<8} {m[IDEAL]:>8.2f} {m['bia_binder']:>8.2f} {100 * m[IDEAL] / m['bia_binder']:>7.0f}% "
+    print(f"{'chunks':<8} {'ideal s':>8} {'into array s':>13} {'dask s':>8} {'% ideal':>8} {'% into array':>13} "
+          f"{'zarr s':>8} {'% ideal':>8} {'ome-zarr-py s':>14} {'dask x ozp':>11}")
+    for name, medians in results.items():
+        m = {method: medians.get(method, math.nan) for method, _ in METHODS}
+        print(f"{name:<8} {m[IDEAL]:>8.2f} {m['ideal_into_array']:>13.2f} {m['bia_binder']:>8.2f} "
+              f"{100 * m[IDEAL] / m['bia_binder']:>7.0f}% {100 * m['ideal_into_array'] / m['bia_binder']:>12.0f}% "
               f"{m['bia_binder_zarr']:>8.2f} {100 * m[IDEAL] / m['bia_binder_zarr']:>7.0f}% {m['ome_zarr_py']:>14.2f} "
               f"{m['ome_zarr_py'] / m['bia_binder']:>10.1f}x")
-    last = results[names[-1]]
-    print(f"{'first thumbnail (cold process, smallest level)':<52} {last['thumbnail']:>9.2f}")
-    print(f"{'import bia_binder.data (cold process)':<52} {last['import']:>9.2f}")
+    if "thumbnail" in results[names[-1]]:
+        last = results[names[-1]]
+        print(f"{'first thumbnail (cold process, smallest level)':<52} {last['thumbnail']:>9.2f}")
+        print(f"{'import bia_binder.data (cold process)':<52} {last['import']:>9.2f}")
     return 0
 
 

@@ -27,6 +27,8 @@ class FaultyServer:
         self.hits: collections.Counter[str] = collections.Counter()
         self.faults: dict[str, list[tuple[str, object]]] = {}
         self.in_flight = self.most_in_flight = 0
+        #: for each path held back by an "after" fault: whether the path it waited for came meanwhile
+        self.released_by: dict[str, bool] = {}
         self._lock = threading.Lock()
         server = self
 
@@ -54,6 +56,14 @@ class FaultyServer:
                     kind, value = planned.pop(0)
                     if kind == "status":
                         self.send_error(value)
+                        return
+                    if kind == "after":  # held until another path is asked for (or a timeout), then served
+                        awaited, timeout = value
+                        deadline = time.monotonic() + timeout
+                        while awaited not in server.hits and time.monotonic() < deadline:
+                            time.sleep(0.001)
+                        server.released_by[self.path] = awaited in server.hits
+                        super().do_GET()
                         return
                     if kind == "hang":
                         time.sleep(value)

@@ -182,4 +182,4 @@ def test_a_missing_level_is_a_clear_error(tmp_path: Path):
     group = zarr.open_group(tmp_path / "x.zarr", mode="w", zarr_format=2)
     group.attrs["multiscales"] = [{"version": "0.4", "axes": [{"name": "y"}, {"name": "x"}], "datasets": [{"path": "0"}]}]
     with pytest.raises(MetadataError, match="a dataset listed in 'multiscales' is missing"):
-        _ = open_ome_zarr(tmp_path / "x.zarr").levels
+        _ = open_ome_zarr(tmp_path / "x.zarr").levels[0]

@@ -11,9 +11,10 @@ import asyncio
 import json
 import math
 import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 import dask.array as da
 import numpy as np
@@ -56,6 +57,15 @@ class Channel:
         return tuple(int(self.color[i : i + 2], 16) / 255 for i in (0, 2, 4))  # type: ignore[return-value]
 
 
+#: where nearly every writer (bioformats2raw, ome-zarr-py, NGFF converters) puts an image's full
+#: resolution: its metadata is asked for in the same round trip as the group's, so that opening an
+#: image and reading level 0 waits for one round trip less; a wrong guess costs a few small
+#: requests in that round, and the level is then opened as usual
+LIKELY_FIRST_LEVEL = "0"
+
+T = TypeVar("T")
+
+
 class Location:
     """A store plus a path in it; knows how to read a group's attributes."""
 
@@ -67,17 +77,47 @@ class Location:
 
     def read_attrs(self) -> tuple[dict[str, Any], int]:
         """The group's OME attributes (0.5 nests them under ``ome``) and its zarr format."""
+        return sync(self._read_attrs())
+
+    def read_attrs_and_first_level(self) -> tuple[dict[str, Any], int, asyncio.Task]:
+        """``read_attrs()``, while the array at ``LIKELY_FIRST_LEVEL`` is opened in the same round
+        trip; the task (on zarr's event loop) gives that array, or None where there is none."""
+        return sync(self._read_attrs_and_first_level())
+
+    async def _read_attrs_and_first_level(self) -> tuple[dict[str, Any], int, asyncio.Task]:
+        first_level = asyncio.ensure_future(self.child(LIKELY_FIRST_LEVEL)._open_array_or_none())
         try:
-            group = zarr.open_group(self.store, path=self.path, mode="r")
+            attrs, zarr_format = await self._read_attrs()
+        except BaseException:
+            first_level.cancel()
+            raise
+        return attrs, zarr_format, first_level
+
+    async def _read_attrs(self) -> tuple[dict[str, Any], int]:
+        try:
+            group = await zarr_async.open_group(self.store, path=self.path, mode="r")
         except (GroupNotFoundError, FileNotFoundError, NodeTypeValidationError, KeyError):
             raise NotFoundError(f"no zarr group at {self.url}; check the URL (an OME-Zarr image is a group)") from None
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError) as e:
             raise MetadataError(f"unreadable zarr metadata at {self.url}: {e}") from None
-        attrs = group.attrs.asdict()
+        attrs = dict(group.attrs)
         zarr_format = group.metadata.zarr_format
         if zarr_format == 3 and isinstance(attrs.get("ome"), dict):
             attrs = attrs["ome"]
         return attrs, zarr_format
+
+    async def open_array(self, zarr_format: int) -> zarr.AsyncArray:
+        return await zarr_async.open_array(store=self.store, path=self.path, mode="r", zarr_format=zarr_format)
+
+    async def _open_array_or_none(self) -> zarr.AsyncArray | None:
+        try:
+            return await zarr_async.open_array(store=self.store, path=self.path, mode="r")
+        except Exception:  # not an array, or unreadable: the real open says why, if it is ever needed
+            return None
+
+
+def cancel_unused(first_level: asyncio.Task) -> None:
+    first_level.get_loop().call_soon_threadsafe(first_level.cancel)  # the task lives on zarr's loop
 
 
 def open_ome_zarr(
@@ -107,13 +147,14 @@ def open_ome_zarr(
 
 
 def open_location(location: Location, *, series: int = 0) -> Image | Plate | Well:
-    attrs, zarr_format = location.read_attrs()
+    attrs, zarr_format, first_level = location.read_attrs_and_first_level()
+    if "multiscales" in attrs:
+        return Image(location, attrs, zarr_format, first_level=first_level)
+    cancel_unused(first_level)
     if "plate" in attrs:
         return Plate(location, attrs, zarr_format)
     if "well" in attrs:
         return Well(location, attrs, zarr_format)
-    if "multiscales" in attrs:
-        return Image(location, attrs, zarr_format)
     if "bioformats2raw.layout" in attrs:
         return open_location(location.child(str(series)))
     raise MetadataError(
@@ -125,8 +166,11 @@ def open_location(location: Location, *, series: int = 0) -> Image | Plate | Wel
 class Image:
     """One multiscale image: ``levels`` (dask arrays, full resolution first), axes, scales, channels."""
 
-    def __init__(self, location: Location, attrs: dict[str, Any], zarr_format: int) -> None:
+    def __init__(
+        self, location: Location, attrs: dict[str, Any], zarr_format: int, *, first_level: asyncio.Task | None = None
+    ) -> None:
         self.location, self.attrs, self.zarr_format = location, attrs, zarr_format
+        self._first_level = first_level
         try:
             self.multiscale: dict[str, Any] = attrs["multiscales"][0]
             self.dataset_paths: list[str] = [d["path"] for d in self.multiscale["datasets"]]
@@ -148,26 +192,33 @@ class Image:
         return str(self.attrs.get("version") or self.multiscale.get("version") or "")
 
     @cached_property
-    def arrays(self) -> list[zarr.Array]:
-        """Every resolution level as a zarr array; metadata for all levels is fetched at once."""
-        return [zarr.Array(array) for array in sync(self._open_arrays())]
+    def arrays(self) -> Levels[zarr.Array]:
+        """Every resolution level as a zarr array, full resolution first, each opened on first use
+        (several at once, as in a slice or a loop, in one round trip)."""
+        return Levels(len(self.dataset_paths), lambda indices: [zarr.Array(a) for a in sync(self._open_arrays(indices))])
 
     @cached_property
-    def levels(self) -> list[da.Array]:
-        """Every resolution level as a dask array, full resolution first."""
-        return [self._to_dask(path, array) for path, array in zip(self.dataset_paths, self.arrays)]
-
-    async def _open_arrays(self) -> list[zarr.AsyncArray]:
-        opening = (
-            zarr_async.open_array(
-                store=self.location.store, path=self.location.child(p).path, mode="r", zarr_format=self.zarr_format
-            )
-            for p in self.dataset_paths
+    def levels(self) -> Levels[da.Array]:
+        """Every resolution level as a dask array, full resolution first, each opened on first use."""
+        return Levels(
+            len(self.dataset_paths),
+            lambda indices: [self._to_dask(self.dataset_paths[i], a) for i, a in zip(indices, self.arrays.get(indices))],
         )
+
+    async def _open_arrays(self, indices: list[int]) -> list[zarr.AsyncArray]:
         try:
-            return list(await asyncio.gather(*opening))
+            return list(await asyncio.gather(*(self._open_array(i) for i in indices)))
         except (FileNotFoundError, KeyError):
             raise MetadataError(f"{self.url}: a dataset listed in 'multiscales' is missing ({self.dataset_paths})") from None
+
+    async def _open_array(self, index: int) -> zarr.AsyncArray:
+        path = self.dataset_paths[index]
+        if index == 0 and self._first_level is not None:
+            guessed = await self._first_level if path.strip("/") == LIKELY_FIRST_LEVEL else None
+            self._first_level = None
+            if guessed is not None and guessed.metadata.zarr_format == self.zarr_format:
+                return guessed
+        return await self.location.child(path).open_array(self.zarr_format)
 
     def _to_dask(self, path: str, array: zarr.Array) -> da.Array:
         return level_array(array, name=f"ome-zarr-{tokenize(self.url, path)}")
@@ -230,7 +281,7 @@ class Image:
             attrs, _ = group.read_attrs()
         except NotFoundError:
             return {}
-        return {name: Image(group.child(name), *group.child(name).read_attrs()) for name in attrs.get("labels", [])}
+        return {name: _open_image(group.child(name)) for name in attrs.get("labels", [])}
 
     def to_dask(self, level: int = 0) -> da.Array:
         return self.levels[level]
@@ -278,6 +329,46 @@ class Image:
         return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
 
+def _open_image(location: Location) -> Image:
+    attrs, zarr_format, first_level = location.read_attrs_and_first_level()
+    return Image(location, attrs, zarr_format, first_level=first_level)
+
+
+class Levels(Sequence[T], Generic[T]):
+    """One item per resolution level, opened on first use and kept: ``levels[0]`` fetches the
+    metadata of level 0 only, a slice or a loop fetches the levels it needs at once."""
+
+    def __init__(self, count: int, open_many: Callable[[list[int]], list[T]]) -> None:
+        self._count, self._open_many = count, open_many
+        self._opened: dict[int, T] = {}
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+    def __getitem__(self, index: int | slice) -> T | list[T]:
+        if isinstance(index, slice):
+            return self.get(range(self._count)[index])
+        return self.get([range(self._count)[index]])[0]  # range: negative indexes, IndexError
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.get(range(self._count)))
+
+    def get(self, indices: Iterable[int]) -> list[T]:
+        """The levels at ``indices``, opening those not yet open together."""
+        indices = list(indices)
+        missing = [i for i in dict.fromkeys(indices) if i not in self._opened]
+        if missing:
+            self._opened.update(zip(missing, self._open_many(missing)))
+        return [self._opened[i] for i in indices]
+
+    def __repr__(self) -> str:
+        return f"<{self._count} levels, {len(self._opened)} open>"
+
+
 class Well:
     """A well of an HCS plate: its fields of view are images."""
 
@@ -292,8 +383,7 @@ class Well:
         return f"<OME-Zarr well {self.location.url} fields={len(self.fields)}>"
 
     def image(self, field: int = 0) -> Image:
-        location = self.location.child(self.fields[field])
-        return Image(location, *location.read_attrs())
+        return _open_image(self.location.child(self.fields[field]))
 
 
 class Plate:
@@ -328,4 +418,4 @@ class Plate:
         return self.well(well).image(field)
 
 
-__all__ = ["Channel", "Image", "MetadataError", "Plate", "Well", "open_ome_zarr"]
+__all__ = ["Channel", "Image", "Levels", "MetadataError", "Plate", "Well", "open_ome_zarr"]
