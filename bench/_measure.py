@@ -1,11 +1,15 @@
 """Timed reads for the data benchmark, each method in its own process so none inherits another's
 connections, caches or zarr settings.
 
-    python bench/_measure.py METHOD URL     # then one line "run" per timed read on stdin
+    python bench/_measure.py METHOD URL [WARM_MIB]   # then one line "run" per timed read on stdin
 
 A reader process imports its library and discards one warm-up read of level 0 (thread pools,
 memory allocator, connections, lazy imports), prints "ready", then answers each "run" with the
 seconds one read of level 0 took; the caller interleaves methods so load spikes hit all alike.
+With ``WARM_MIB``, each run first writes and frees that much fresh memory, untimed: on a VM whose
+host takes back the pages a guest has freed (this one does, within about two seconds), the first
+touch of a result then costs what it costs on memory the machine has at hand, whichever method
+ran before (see ``bench_data.py``).
 ``thumbnail`` and ``import`` are timed once, cold, as a user first sees them.
 """
 
@@ -143,12 +147,21 @@ def timed(read: Callable[[], int]) -> float:
 
 READS = {f.__name__: f for f in (ideal_threads, ideal_into_array, ideal_async, bia_binder, bia_binder_no_threads, bia_binder_zarr, ome_zarr_py, zarr_dask)}
 
-def serve(method: str, url: str) -> None:
+def warm_memory(mib: int) -> None:
+    """Write and free ``mib`` MiB, so the guest's kernel has that much memory mapped at hand."""
+    if mib:
+        import numpy as np
+
+        np.ones(mib * 2**20, np.uint8)
+
+
+def serve(method: str, url: str, warm_mib: int) -> None:
     read = READS[method]
     read(url, 0)
     print("ready", flush=True)
     for line in sys.stdin:
         if line.strip() == "run":
+            warm_memory(warm_mib)
             print(json.dumps(timed(lambda: read(url, 0))), flush=True)
 
 
@@ -162,4 +175,4 @@ if __name__ == "__main__":
 
         print(json.dumps(timed(lambda: thumbnail(url))))
     else:
-        serve(method, url)
+        serve(method, url, int(sys.argv[3]) if len(sys.argv) > 3 else 0)

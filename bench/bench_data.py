@@ -5,13 +5,20 @@ to a first thumbnail. Prints a table of medians per chunk size; each method read
 a discarded warm-up, rounds interleave the methods (see ``_measure.py``) in a new random order
 each round; thumbnails are cold.
 
-Why shuffled: a read is slowed most by touching fresh memory for its result, and on a VM whose
-host takes back freed pages within about a second, a method that runs right after another big
-reader gets that reader's pages still mapped. In a fixed order the same method always profits
-(measured: whichever of the two bia_binder methods ran second was 0.1 s faster).
+Memory: this VM's host takes back the pages a guest has freed within about two seconds, and
+touching them again costs 0.3 s per 256 MiB (measured: one fresh 256 MiB array written by 64
+threads took 0.50 s after a 2.5 s pause, 0.21 s right after another array was freed). Every
+method that returns an array pays that for its result; the ideal, which keeps no bytes, never
+does, and which method got pages still mapped depended on which ran before it. So by default
+each reader writes and frees 1.25x the level's size, untimed, just before each timed read
+(memory "at hand"); ``--reclaimed-memory`` instead pauses 2.5 s before each read, so every
+result lands on memory the host took back. ``ideal_into_array`` (the ideal's fetches, each
+body copied into one fresh array) is the floor of any reader that returns an array, under
+either condition. Rounds still run the methods in a new random order, so load spikes hit all.
 
     .venv/bin/python bench/bench_data.py                 # 256 MiB, 20 ms, 5 runs, 3 chunk sizes (~8 minutes)
     .venv/bin/python bench/bench_data.py --chunks 512K --size-mib 512 --latency-ms 50 --runs 5
+    .venv/bin/python bench/bench_data.py --chunks 2M --reclaimed-memory --methods ideal_into_array,bia_binder
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ BENCH = Path(__file__).resolve().parent
 #: 512 KiB and 256 KiB are what many studies' converters wrote
 CHUNKS = {"256K": (256, 512), "512K": (512, 512), "1M": (512, 1024), "2M": (1024, 1024), "4M": (1024, 2048)}
 IDEAL = "ideal_threads"
+#: a pause after which this VM's host has taken back the pages freed before it
+RECLAIM_SECONDS = 2.5
 METHODS = (
     (IDEAL, "ideal: every chunk raw, 64 plain threads"),
     ("ideal_into_array", "the same, each body copied into one fresh array"),
@@ -98,10 +107,10 @@ def cold(method: str, url: str) -> float:
 class Reader:
     """A process reading level 0 with one method, timed on request."""
 
-    def __init__(self, method: str, url: str) -> None:
+    def __init__(self, method: str, url: str, warm_mib: int = 0) -> None:
         self.method = method
         self.process = subprocess.Popen(
-            [sys.executable, str(BENCH / "_measure.py"), method, url],
+            [sys.executable, str(BENCH / "_measure.py"), method, url, str(warm_mib)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         if self.process.stdout.readline().strip() != "ready":
@@ -130,15 +139,18 @@ def measure(chunk_name: str, args: argparse.Namespace) -> dict[str, float]:
         rows, columns = CHUNKS[chunk_name]
         print(f"\n{chunk_name} chunks: level 0 {shape} uint16 = {level_mib:.0f} MiB in {rows}x{columns} chunks "
               f"(written in {time.perf_counter() - started:.1f} s); {args.latency_ms:g} ms per request; "
-              f"median of {args.runs} runs", flush=True)
+              f"median of {args.runs} runs; memory {'reclaimed' if args.reclaimed_memory else 'at hand'}", flush=True)
         server, url = start_server(Path(tmp), args.latency_ms)
         try:
-            readers = [Reader(name, url) for name in args.methods]
+            warm_mib = 0 if args.reclaimed_memory else math.ceil(1.25 * level_mib)
+            readers = [Reader(name, url, warm_mib) for name in args.methods]
             seconds: dict[str, list[float]] = {name: [] for name in args.methods}
             order = random.Random(0)
             try:
                 for _ in range(args.runs):
                     for reader in order.sample(readers, len(readers)):
+                        if args.reclaimed_memory:
+                            time.sleep(RECLAIM_SECONDS)
                         seconds[reader.method].append(reader.run())
             finally:
                 for reader in readers:
@@ -167,6 +179,8 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=20.0, help="latency added to every request (default 20)")
     parser.add_argument("--runs", type=int, default=5, help="runs per method; the table shows medians (default 5)")
     parser.add_argument("--chunks", default="256K,512K,2M", help=f"chunk sizes, of {', '.join(CHUNKS)} (default 256K,512K,2M)")
+    parser.add_argument("--reclaimed-memory", action="store_true",
+                        help="pause before each read so results land on memory the host took back (see above)")
     parser.add_argument("--methods", default=",".join(name for name, _ in METHODS),
                         help="methods to time (default all; the ideal is always timed)")
     args = parser.parse_args()
