@@ -106,12 +106,12 @@ class Location:
             attrs = attrs["ome"]
         return attrs, zarr_format
 
-    async def open_array(self, zarr_format: int) -> zarr.AsyncArray:
+    async def open_array(self, zarr_format: int | None) -> zarr.AsyncArray:
         return await zarr_async.open_array(store=self.store, path=self.path, mode="r", zarr_format=zarr_format)
 
     async def _open_array_or_none(self) -> zarr.AsyncArray | None:
         try:
-            return await zarr_async.open_array(store=self.store, path=self.path, mode="r")
+            return await self.open_array(zarr_format=None)  # the group's format is not known yet
         except Exception:  # not an array, or unreadable: the real open says why, if it is ever needed
             return None
 
@@ -170,7 +170,6 @@ class Image:
         self, location: Location, attrs: dict[str, Any], zarr_format: int, *, first_level: asyncio.Task | None = None
     ) -> None:
         self.location, self.attrs, self.zarr_format = location, attrs, zarr_format
-        self._first_level = first_level
         try:
             self.multiscale: dict[str, Any] = attrs["multiscales"][0]
             self.dataset_paths: list[str] = [d["path"] for d in self.multiscale["datasets"]]
@@ -178,6 +177,10 @@ class Image:
             raise MetadataError(f"{self.url}: 'multiscales' must list datasets with a 'path' each") from None
         if not self.dataset_paths:
             raise MetadataError(f"{self.url}: 'multiscales' lists no datasets")
+        if first_level is not None and self.dataset_paths[0].strip("/") != LIKELY_FIRST_LEVEL:
+            cancel_unused(first_level)  # the guess missed: level 0 is opened where the metadata says
+            first_level = None
+        self._first_level = first_level
 
     def __repr__(self) -> str:
         shape = self.arrays[0].shape
@@ -212,13 +215,11 @@ class Image:
             raise MetadataError(f"{self.url}: a dataset listed in 'multiscales' is missing ({self.dataset_paths})") from None
 
     async def _open_array(self, index: int) -> zarr.AsyncArray:
-        path = self.dataset_paths[index]
         if index == 0 and self._first_level is not None:
-            guessed = await self._first_level if path.strip("/") == LIKELY_FIRST_LEVEL else None
-            self._first_level = None
+            guessed, self._first_level = await self._first_level, None
             if guessed is not None and guessed.metadata.zarr_format == self.zarr_format:
                 return guessed
-        return await self.location.child(path).open_array(self.zarr_format)
+        return await self.location.child(self.dataset_paths[index]).open_array(self.zarr_format)
 
     def _to_dask(self, path: str, array: zarr.Array) -> da.Array:
         return level_array(array, name=f"ome-zarr-{tokenize(self.url, path)}")
