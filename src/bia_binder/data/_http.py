@@ -105,6 +105,30 @@ def gave_up(url: str, problem: str, attempts: int) -> DataAccessError:
     )
 
 
+class Retries:
+    """The attempts at one URL under ``HTTPSettings``' rules, for a client of any kind.
+
+    Iterating counts the attempts; ``pause_after(problem)`` is how long to wait before the next,
+    or raises the error that ends them once the retries are spent. Each client waits its own way
+    (``time.sleep``, ``asyncio.sleep``, an event that also ends the wait).
+    """
+
+    def __init__(self, settings: HTTPSettings, url: str) -> None:
+        self.url, self.attempts = url, 0
+        self._delays = settings.delays()
+
+    def __iter__(self) -> Iterator[int]:
+        while True:
+            self.attempts += 1
+            yield self.attempts
+
+    def pause_after(self, problem: str) -> float:
+        delay = next(self._delays, None)
+        if delay is None:
+            raise gave_up(self.url, problem, self.attempts)
+        return delay
+
+
 def check_status(response: httpx.Response, what: str) -> None:
     """Turn a final non-2xx answer into an error naming the thing asked for."""
     if response.status_code == 404:
@@ -133,10 +157,8 @@ class Client:
     def get(self, url: str, *, what: str, params: dict[str, Any] | None = None, stream: bool = False) -> httpx.Response:
         """GET with retries on 5xx/429/timeouts; a final error names ``what`` and the URL."""
         outcome: httpx.Response | Exception
-        delays = self.settings.delays()
-        attempts = 0
-        while True:
-            attempts += 1
+        retries = Retries(self.settings, url)
+        for _ in retries:
             try:
                 request = self._http.build_request("GET", url, params=params)
                 outcome = self._http.send(request, stream=stream)
@@ -146,10 +168,7 @@ class Client:
                 break
             if isinstance(outcome, httpx.Response):
                 outcome.close()
-            delay = next(delays, None)
-            if delay is None:
-                raise gave_up(url, _describe(outcome), attempts)
-            time.sleep(delay)
+            time.sleep(retries.pause_after(_describe(outcome)))
         if isinstance(outcome, Exception):
             raise DataAccessError(f"{what}: GET {url} failed ({_describe(outcome)})") from None
         if not outcome.is_success:

@@ -21,7 +21,7 @@ import aiohttp
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype
 
-from ._http import RETRY_STATUSES, USER_AGENT, DataAccessError, HTTPSettings, gave_up
+from ._http import RETRY_STATUSES, USER_AGENT, DataAccessError, HTTPSettings, Retries
 
 #: an anonymous S3 bucket without list permission answers 403 for a key that does not exist
 MISSING_STATUSES = frozenset({403, 404})
@@ -113,10 +113,8 @@ class HTTPStore(Store):
 
     async def _fetch(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
         """GET with the shared retry rules; returns the final status and body."""
-        delays = self.settings.delays()
-        attempts = 0
-        while True:
-            attempts += 1
+        retries = Retries(self.settings, url)
+        for _ in retries:
             try:
                 timeout = aiohttp.ClientTimeout(total=self.settings.timeout)
                 async with session_for_this_loop().get(url, headers=headers, timeout=timeout) as response:
@@ -129,10 +127,8 @@ class HTTPStore(Store):
                 status, problem = 0, f"{type(e).__name__}: {e}"
             if status and status not in RETRY_STATUSES:
                 return status, body
-            delay = next(delays, None)
-            if delay is None:
-                raise gave_up(url, problem, attempts)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(retries.pause_after(problem))
+        raise AssertionError("unreachable")  # pragma: no cover - Retries ends by raising
 
     def url(self, key: str) -> str:
         return f"{self.base_url}/{key}"

@@ -37,7 +37,7 @@ import numcodecs
 import numpy as np
 import zarr
 
-from ._http import RETRY_STATUSES, USER_AGENT, HTTPSettings, MalformedResponseError, _number, gave_up
+from ._http import RETRY_STATUSES, USER_AGENT, HTTPSettings, MalformedResponseError, Retries, _number
 from ._store import HTTPStore, is_missing
 
 try:  # urllib3 2.3+ (``shutdown``) is in every environment we build; a repository's own might lack it
@@ -161,19 +161,15 @@ def fetch_blocking(
     ``settings.timeout`` bounds each attempt as a whole; a body longer than ``max_bytes`` is
     refused before it is read.
     """
-    delays = settings.delays()
-    for attempts in itertools.count(1):
+    retries = Retries(settings, url)
+    for _ in retries:
         if watchdog.ended.is_set():
             raise Stopped
         try:
             return _attempt(pool, url, settings.timeout, max_bytes, watchdog)
         except _Transient as e:
-            problem = str(e)
-        delay = next(delays, None)
-        if delay is None:
-            raise gave_up(url, problem, attempts)
-        watchdog.ended.wait(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
+            watchdog.ended.wait(retries.pause_after(str(e)))
+    raise AssertionError("unreachable")  # pragma: no cover - Retries ends by raising
 
 
 class _Transient(Exception):
